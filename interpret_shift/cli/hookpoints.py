@@ -1,0 +1,45 @@
+"""``interpret-shift hookpoints MODEL``: the canonical points of a model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from rich.console import Console
+from rich.table import Table
+
+from interpret_shift.subject import load_layout
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "hookpoints",
+        help="list a model's canonical hook points",
+        description="List the canonical hook points of MODEL (a folder, hub id, .gguf file "
+        "or demo:base / demo:tuned). Weights are not read.",
+    )
+    parser.add_argument("model")
+    parser.add_argument("--json", action="store_true", help="print a JSON list of names")
+    parser.add_argument("--gguf-file", default=None)
+    parser.add_argument("--trust-remote-code", action="store_true")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    layout = load_layout(
+        args.model, gguf_file=args.gguf_file, trust_remote_code=args.trust_remote_code
+    )
+    if args.json:
+        print(json.dumps(layout.names))
+        return 0
+    table = Table(title=f"{args.model}: {layout.adapter.name} adapter, {len(layout.names)} points")
+    table.add_column("canonical name")
+    table.add_column("module")
+    table.add_column("reads")
+    for name in layout.names:
+        kind, layer = layout.split(name)
+        point = layout.entry(kind, layer)
+        reads = point.io + (f" [{point.part} of {point.fused}]" if point.fused else "")
+        table.add_row(name, layout.module_path(kind, layer) or "(layer)", reads)
+    Console().print(table)
+    return 0

@@ -1,0 +1,221 @@
+"""A subject: one loaded model, its tokenizer and its architecture adapter.
+
+``load_subject`` accepts a local folder, a hub id, a ``.gguf`` file (or ``gguf_file=``)
+or ``demo:base`` / ``demo:tuned`` for the embedded pair, and turns every way of
+getting it wrong into an :class:`InterpretShiftError` that says what to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from interpret_shift.adapters import Adapter, Layout, find_adapter
+from interpret_shift.errors import InterpretShiftError
+from interpret_shift.hooks import HookRegistry
+from interpret_shift.weights import ModelTensors, Weights, fingerprint
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class Subject:
+    """A model under study. ``source`` is what the user named; ``label`` a short name."""
+
+    model: nn.Module
+    tokenizer: object
+    adapter: Adapter
+    source: str
+    label: str = ""
+    options: dict = field(default_factory=dict)
+
+    @cached_property
+    def layout(self) -> Layout:
+        return Layout(self.adapter, self.model.config, ModelTensors(self.model).has_module)
+
+    @cached_property
+    def hooks(self) -> HookRegistry:
+        return HookRegistry(self.model, self.layout)
+
+    @cached_property
+    def weights(self) -> Weights:
+        return Weights(self.adapter, self.model.config, ModelTensors(self.model))
+
+    @cached_property
+    def fingerprint(self) -> str:
+        return fingerprint(self.model.named_parameters())
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def provenance(self) -> dict:
+        """What identifies this model in a record's metadata."""
+        return {
+            "model": self.source,
+            "label": self.label,
+            "fingerprint": self.fingerprint,
+            "adapter": self.adapter.name,
+            "architecture": (self.model.config.architectures or [type(self.model).__name__])[0],
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "chat_template": getattr(self.tokenizer, "chat_template", None),
+        }
+
+    @classmethod
+    def from_model(cls, model: nn.Module, tokenizer=None, source: str = "in-memory", label=""):
+        """Wrap a model built in code (e.g. from a config in a test)."""
+        model.eval().requires_grad_(False)
+        return cls(model, tokenizer, find_adapter(model.config), source, label or source)
+
+
+def load_subject(
+    source: str | Path,
+    *,
+    dtype: str = "float32",
+    device_map: str | dict | None = None,
+    gguf_file: str | None = None,
+    attn_implementation: str | None = None,
+    trust_remote_code: bool = False,
+    label: str = "",
+) -> Subject:
+    """Load model + tokenizer + adapter from a folder, hub id, GGUF file or ``demo:*``."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    source = str(source)
+    location, gguf_file = _locate(source, gguf_file)
+    if dtype not in DTYPES and dtype != "auto":
+        raise InterpretShiftError(
+            f"Unknown dtype {dtype!r}.", f"Use one of: {', '.join(DTYPES)} or auto."
+        )
+    common = {"trust_remote_code": trust_remote_code}
+    if gguf_file:
+        _require_gguf()
+        common["gguf_file"] = gguf_file
+    with _explained(source):
+        config = AutoConfig.from_pretrained(location, **common)
+        adapter = _adapter_for(config, source)  # fail before reading any weight
+        kwargs = dict(common, dtype=DTYPES.get(dtype, "auto"))
+        if device_map is not None:
+            kwargs["device_map"] = device_map
+        if attn_implementation is not None:
+            kwargs["attn_implementation"] = attn_implementation
+        model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(location, **common)
+    model.eval().requires_grad_(False)  # explainers differentiate inputs, never parameters
+    options = {"dtype": dtype, "device_map": device_map, "gguf_file": gguf_file}
+    return Subject(model, tokenizer, adapter, source, label or _label(source), options)
+
+
+def load_layout(
+    source: str | Path, *, gguf_file: str | None = None, trust_remote_code: bool = False
+) -> Layout:
+    """The canonical points of a model without reading its weights (built on the meta device)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    location, gguf_file = _locate(str(source), gguf_file)
+    common = {"trust_remote_code": trust_remote_code}
+    if gguf_file:
+        _require_gguf()
+        common["gguf_file"] = gguf_file
+    with _explained(str(source)):
+        config = AutoConfig.from_pretrained(location, **common)
+        adapter = _adapter_for(config, str(source))
+        with torch.device("meta"):
+            skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    return Layout(adapter, skeleton.config, ModelTensors(skeleton).has_module)
+
+
+def _adapter_for(config, source: str) -> Adapter:
+    """The adapter, after checking that the config describes a causal LM at all."""
+    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING and not getattr(config, "auto_map", None):
+        raise InterpretShiftError(
+            f"{source} is a {config.model_type!r} model, which is not a causal language model.",
+            "interpret-shift explains decoder-only causal LMs (AutoModelForCausalLM), e.g. "
+            "Llama, Mistral, Qwen, Gemma, GPT-2, GPT-NeoX, OPT, Phi and Falcon models.",
+        )
+    return find_adapter(config)
+
+
+def _locate(source: str, gguf_file: str | None) -> tuple[str, str | None]:
+    """Where to load from: the demo pair, a local folder or file, or a hub id."""
+    if source.startswith("demo:"):
+        from interpret_shift import demo
+
+        return str(demo.model_dir(source.removeprefix("demo:"))), None
+    path = Path(source).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return str(path.parent), path.name
+    if path.is_dir():
+        if not (path / "config.json").exists() and not gguf_file:
+            raise InterpretShiftError(
+                f"{path} is a folder but has no config.json, so it is not a Hugging Face model.",
+                "Point to the folder that save_pretrained() wrote, or to a .gguf file.",
+            )
+        return str(path), gguf_file
+    looks_local = source.startswith(("/", "./", "../", "~")) or source.endswith(".gguf")
+    if looks_local or source.count("/") > 1:
+        raise InterpretShiftError(
+            f"No model at {source}: the path does not exist.",
+            "Check the path; a hub id looks like 'org/name', a demo model like 'demo:tuned'.",
+        )
+    return source, gguf_file  # a hub id
+
+
+def _label(source: str) -> str:
+    return Path(source.removeprefix("demo:")).name or source
+
+
+def _require_gguf() -> None:
+    try:
+        import accelerate  # noqa: F401
+        import gguf  # noqa: F401
+    except ImportError as error:
+        raise InterpretShiftError(
+            f"Reading GGUF files needs the packages 'gguf' and 'accelerate' ({error}).",
+            "Install them: pip install 'interpret-shift[gguf]' (gguf and accelerate).",
+        ) from error
+
+
+class _explained:
+    """Turns the errors transformers raises while loading into one clear paragraph."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, error, _traceback) -> bool:
+        if error is None or isinstance(error, InterpretShiftError):
+            return False
+        text = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+        lowered = text.lower()
+        if "unrecognized configuration class" in lowered or "does not recognize" in lowered:
+            what = f"{self.source} is not a causal language model ({text})."
+            fix = "interpret-shift explains decoder-only causal LMs (AutoModelForCausalLM)."
+        elif any(s in lowered for s in ("header", "deserializ", "safetensor", "incomplete")):
+            what = f"The weights of {self.source} could not be read ({text})."
+            fix = "The files look damaged or truncated: download or save the model again."
+        elif any(s in lowered for s in ("connect", "offline", "resolve", "huggingface.co", "hub")):
+            what = f"Could not fetch {self.source} from the Hugging Face hub ({text})."
+            fix = (
+                "There seems to be no network access. Download the model elsewhere and pass "
+                "its local folder, or set HF_HOME to a cache that holds it."
+            )
+        elif "trust_remote_code" in lowered:
+            what = f"{self.source} needs custom code from its repository to load."
+            fix = "Only if you trust it, pass --trust-remote-code (trust_remote_code=True)."
+        else:
+            what = f"Could not load {self.source} ({text})."
+            fix = "Check that it is a Hugging Face causal LM folder, hub id or .gguf file."
+        raise InterpretShiftError(what, fix) from error
