@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import os
 import sys
@@ -26,8 +27,30 @@ def smollm2_gguf() -> Path:
 
 
 @pytest.fixture(scope="session")
-def smollm2():
-    """SmolLM2-135M-Instruct, loaded once per session (dequantised from GGUF to float32)."""
+def smollm2(tmp_path_factory):
+    """SmolLM2-135M-Instruct as a subject.
+
+    Converting the GGUF (dequantising, rebuilding the tokenizer) takes tens of seconds,
+    so the first test process converts it once into a safetensors folder shared by all
+    xdist workers of the run, and every process loads that folder.
+    """
+    from transformers import AutoModelForCausalLM
+
     from interpret_shift.subject import load_subject
 
-    return load_subject(smollm2_gguf())
+    shared = tmp_path_factory.getbasetemp().parent
+    folder = shared / "smollm2-135m-instruct"
+    with open(shared / "smollm2.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "config.json").exists():
+            subject = load_subject(smollm2_gguf())
+            # a dequantised GGUF model refuses save_pretrained: rebuild it as a plain one
+            config = subject.model.config
+            del config.quantization_config
+            plain = AutoModelForCausalLM.from_config(config)
+            plain.load_state_dict(subject.model.state_dict())
+            plain.save_pretrained(folder / "partial")
+            subject.tokenizer.save_pretrained(folder / "partial")
+            for path in (folder / "partial").iterdir():
+                path.rename(folder / path.name)
+    return load_subject(folder, label="SmolLM2-135M-Instruct")

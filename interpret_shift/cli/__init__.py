@@ -12,7 +12,7 @@ from interpret_shift.errors import InterpretShiftError
 
 # Subcommand modules, in the order `--help` lists them. Each defines
 # ``register(subparsers)`` and sets ``func(args) -> int`` on its parser.
-COMMANDS = ["hookpoints", "plugins", "paper_tables"]
+COMMANDS = ["compare", "report", "hookpoints", "plugins", "paper_tables"]
 
 
 def build_parser() -> argparse.ArgumentParser:

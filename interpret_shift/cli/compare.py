@@ -1,0 +1,104 @@
+"""``interpret-shift compare`` and ``explain``: run explainers on a pair, or on one model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rich.console import Console
+
+from interpret_shift.cli.options import add_model_options, load_from_args
+from interpret_shift.compare import DEFAULT_EXPLAINERS, compare, load_prompt_set, make_explainer
+from interpret_shift.errors import InterpretShiftError
+from interpret_shift.explainers import run_explainer
+from interpret_shift.records import RecordStore
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "compare",
+        help="explain a base and a tuned model, compare them, write a report",
+        description="Run every chosen explainer on BASE and TUNED, compare the results and "
+        "write records, diffs (JSON), report.html and a console summary to OUT. A rerun "
+        "reuses finished results; --force recomputes them.",
+    )
+    parser.add_argument(
+        "--base", required=True, help="base model (folder, hub id, .gguf, demo:base)"
+    )
+    parser.add_argument("--tuned", required=True, help="tuned model (… or demo:tuned)")
+    _common(parser)
+    parser.add_argument("--annotator", default="lexical", help="FFN concept annotator")
+    parser.set_defaults(func=run_compare)
+
+    explain = subparsers.add_parser(
+        "explain",
+        help="run explainers on one model",
+        description="Run the chosen explainers on MODEL and write their records to OUT.",
+    )
+    explain.add_argument("model")
+    _common(explain)
+    explain.set_defaults(func=run_explain)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--prompts", default="demo", help="JSONL prompt set, or 'demo'")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument(
+        "--explainers", default=",".join(DEFAULT_EXPLAINERS),
+        help=f"comma-separated (default {','.join(DEFAULT_EXPLAINERS)})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="EXPLAINER.OPTION=VALUE",
+        help="an explainer option, e.g. saliency.max_new_tokens=16 (value parsed as JSON)",
+    )  # fmt: skip
+    parser.add_argument("--force", action="store_true", help="recompute finished results")
+    add_model_options(parser)
+
+
+def parse_options(pairs: list[str]) -> dict[str, dict]:
+    options: dict[str, dict] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        explainer, dot, option = key.partition(".")
+        if not (sep and dot and explainer and option):
+            raise InterpretShiftError(
+                f"--set {pair!r} is not of the form EXPLAINER.OPTION=VALUE.",
+                "For example: --set saliency.max_new_tokens=16",
+            )
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value  # a bare string
+        options.setdefault(explainer, {})[option] = parsed
+    return options
+
+
+def _explainers(args) -> list[str]:
+    return [name.strip() for name in args.explainers.split(",") if name.strip()]
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    options = parse_options(args.set)
+    prompts = load_prompt_set(args.prompts)
+    console = Console(stderr=True)
+    with console.status("loading the two models"):
+        base = load_from_args(args.base, args, label="base")
+        tuned = load_from_args(args.tuned, args, label="tuned")
+    summary = compare(base, tuned, prompts, args.out, explainers=_explainers(args),
+                      options=options, annotator=args.annotator, force=args.force,
+                      console=console)  # fmt: skip
+    console.print(f"report: {args.out / 'report.html'}")
+    return 0 if summary else 1
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    options = parse_options(args.set)
+    prompts = load_prompt_set(args.prompts)
+    subject = load_from_args(args.model, args)
+    for name in _explainers(args):
+        explainer = make_explainer(name, options.get(name, {}))
+        store = RecordStore(args.out / "records" / name / subject.label)
+        run_explainer(explainer, subject, prompts, store, force=args.force)
+        Console(stderr=True).print(f"{name}: {len(store.keys())} records in {store.folder}")
+    return 0
