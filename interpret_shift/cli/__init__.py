@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 
 from rich.console import Console
 
@@ -40,6 +39,3 @@ def main(argv: list[str] | None = None) -> int:
         Console(stderr=True).print("interrupted; finished results are kept, rerun to resume")
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())
