@@ -95,6 +95,9 @@ def test_records_of_different_prompts_or_kinds_are_refused():
         diff_records({"a": record(["a"])}, {"a": record(["a"], kind="other")})
     with pytest.raises(InterpretShiftError, match="different items"):
         diff_records({"a": record(["a"])}, {"b": record(["a"])})
+    words = [Explanation("heads", "ranked_words", {}, {"word_list": {"sha256": s}}) for s in "xy"]
+    with pytest.raises(InterpretShiftError, match="word_list"):
+        diff_records({"layer.0": words[0]}, {"layer.0": words[1]})
 
 
 def test_template_and_tokenizer_differences_are_recorded():

@@ -29,7 +29,7 @@ class DiffMetric:
 
 
 #: Metadata fields that must agree for two records to be comparable.
-MUST_MATCH = ("kind", "data_kind", "prompt_ids", "words_digest", "config")
+MUST_MATCH = ("kind", "data_kind", "prompt_ids", "word_list", "config")
 
 
 def check_pairable(base: Records, tuned: Records) -> None:

@@ -10,7 +10,6 @@ pass, and with ``stream_from`` one tensor at a time from a checkpoint folder.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -19,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from interpret_shift.errors import InterpretShiftError
-from interpret_shift.explainers import Explainer
+from interpret_shift.explainers.weight_based import LayerExplainer, words_digest
 from interpret_shift.linalg import centre, orient, svd_exact, svd_randomized
 from interpret_shift.records import Explanation
 from interpret_shift.weights import Weights
@@ -115,7 +114,7 @@ def all_tokens(tokenizer, size: int) -> WordList:
     return WordList(words, token_ids=[[i] for i in range(count)], name="tokens")
 
 
-class FFNConcepts(Explainer):
+class FFNConcepts(LayerExplainer):
     """Per layer: the top principal directions of W_down, named by the words they point to.
 
     Options: ``components`` (R) and ``top_k`` words per component; ``svd`` (auto, exact,
@@ -128,7 +127,6 @@ class FFNConcepts(Explainer):
 
     name = "ffn"
     data_kind = "subspace"
-    needs = frozenset({"weights"})
     description = "principal components of each FFN down-projection, named by words"
 
     @dataclasses.dataclass
@@ -146,35 +144,13 @@ class FFNConcepts(Explainer):
         stream_from: str | None = None
 
     def __init__(self, word_list: WordList | None = None, **options) -> None:
-        if word_list is not None:
-            options.setdefault("words", f"{word_list.name}:{_digest(word_list.words)}")
-        super().__init__(**options)
+        super().__init__(word_list, **options)
         choose_method(self.config.svd, 1, 1)  # fail on a bad name before any work
         for name in ("components", "top_k"):
             if getattr(self.config, name) < 1:
                 raise InterpretShiftError(
                     f"ffn: {name} must be at least 1.", "Pass a positive number."
                 )
-        self.word_list = word_list
-        self._streamed: Weights | None = None
-
-    def weights(self, subject) -> Weights:
-        if self.config.stream_from is None:
-            return subject.weights
-        if self._streamed is None:
-            self._streamed = Weights.from_folder(self.config.stream_from)
-        return self._streamed
-
-    def items(self, subject, prompts: Sequence = ()) -> list[str]:
-        n_layers = self.weights(subject).layout.n_layers
-        layers = range(n_layers) if self.config.layers is None else self.config.layers
-        bad = [layer for layer in layers if not 0 <= layer < n_layers]
-        if bad:
-            raise InterpretShiftError(
-                f"Layer {bad[0]} does not exist: the model has {n_layers} layers.",
-                f"Choose layers between 0 and {n_layers - 1}.",
-            )
-        return [f"layer.{layer}" for layer in layers]
 
     def words(self, subject, weights: Weights) -> tuple[WordList, torch.Tensor]:
         """The words that name components and their unit-norm output embeddings (V x d)."""
@@ -199,7 +175,7 @@ class FFNConcepts(Explainer):
         config = self.config
         weights = self.weights(subject)
         words, unit_words = self.words(subject, weights)
-        word_meta = {"name": words.name, "size": len(words), "sha256": _digest(words.words)}
+        word_meta = {"name": words.name, "size": len(words), "sha256": words_digest(words.words)}
         for key in keys:
             layer = int(key.removeprefix("layer."))
             with torch.inference_mode():
@@ -236,7 +212,3 @@ class FFNConcepts(Explainer):
                     },
                 ),
             )
-
-
-def _digest(words: Sequence[str]) -> str:
-    return hashlib.sha256("\n".join(words).encode()).hexdigest()[:16]

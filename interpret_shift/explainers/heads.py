@@ -13,7 +13,6 @@ weights at a time are read from a safetensors checkpoint.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -21,7 +20,7 @@ import torch
 from einops import rearrange
 
 from interpret_shift.errors import InterpretShiftError
-from interpret_shift.explainers import Explainer
+from interpret_shift.explainers.weight_based import LayerExplainer, words_digest
 from interpret_shift.records import Explanation
 from interpret_shift.similarity import similarity_backend, thresholds
 from interpret_shift.weights import Weights
@@ -106,7 +105,7 @@ def layer_pairs(
     return arrays
 
 
-class HeadPatterns(Explainer):
+class HeadPatterns(LayerExplainer):
     """Per layer, per head: dimensions by energy and the related word pairs each one links.
 
     Options: ``top_k`` words per dimension; ``words`` (a word-list provider name),
@@ -119,7 +118,6 @@ class HeadPatterns(Explainer):
 
     name = "heads"
     data_kind = "ranked_words"
-    needs = frozenset({"weights"})
     description = "word pairs each attention-head dimension links (W_q, W_k)"
 
     @dataclasses.dataclass
@@ -136,35 +134,20 @@ class HeadPatterns(Explainer):
         stream_from: str | None = None
 
     def __init__(self, word_list: WordList | None = None, **options) -> None:
-        if word_list is not None:
-            options.setdefault("words", f"{word_list.name}:{_digest(word_list.words)}")
-        super().__init__(**options)
-        self.word_list = word_list
+        super().__init__(word_list, **options)
         self._space: tuple[Weights, WordSpace] | None = None
-        self._streamed: Weights | None = None
-
-    def items(self, subject, prompts: Sequence = ()) -> list[str]:
-        n_layers = self._weights(subject).layout.n_layers
-        layers = range(n_layers) if self.config.layers is None else self.config.layers
-        bad = [i for i in layers if not 0 <= i < n_layers]
-        if bad:
-            raise InterpretShiftError(
-                f"Layer {bad[0]} does not exist: the model has {n_layers} layers.",
-                f"Choose layers between 0 and {n_layers - 1}.",
-            )
-        return [f"layer.{i}" for i in layers]
 
     def explain(
         self, subject, keys: Sequence[str], prompts: Sequence = ()
     ) -> Iterator[tuple[str, Explanation]]:
         if not keys:
             return
-        weights = self._weights(subject)
+        weights = self.weights(subject)
         space = self.word_space(subject, weights)
         meta = {
             "words": space.words.words,
             "word_list": {"name": space.words.name, "size": len(space.words),
-                          "sha256": _digest(space.words.words)},
+                          "sha256": words_digest(space.words.words)},
             "similarity": self.config.similarity,
             "n_layers": weights.layout.n_layers,
             "n_heads": weights.layout.n_heads,
@@ -182,7 +165,7 @@ class HeadPatterns(Explainer):
 
     def word_space(self, subject, weights: Weights | None = None) -> WordSpace:
         """Words, their embeddings, similarity vectors and thresholds (cached per model)."""
-        weights = weights or self._weights(subject)
+        weights = weights or self.weights(subject)
         if self._space is not None and self._space[0] is weights:
             return self._space[1]
         config = self.config
@@ -207,14 +190,3 @@ class HeadPatterns(Explainer):
             )
         self._space = (weights, space)
         return space
-
-    def _weights(self, subject) -> Weights:
-        if self.config.stream_from is None:
-            return subject.weights
-        if self._streamed is None:
-            self._streamed = Weights.from_folder(self.config.stream_from)
-        return self._streamed
-
-
-def _digest(words: Sequence[str]) -> str:
-    return hashlib.sha256("\n".join(words).encode()).hexdigest()[:16]
