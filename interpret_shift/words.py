@@ -22,13 +22,13 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from functools import cache
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from interpret_shift.bytelevel import byte_decoder
 from interpret_shift.errors import InterpretShiftError
 
 #: Verbs that typically open an instruction ("Translate ...", "Summarize ...").
@@ -217,22 +217,8 @@ def vocabulary_words(vocab: dict[str, int]) -> WordList:
     return WordList(words, token_ids=ids, name="vocabulary")
 
 
-@cache
-def _byte_decoder() -> dict[str, int]:
-    """GPT-2's printable stand-ins for bytes, inverted (the standard byte-level table)."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
-                 *range(ord("®"), ord("ÿ") + 1)]  # fmt: skip
-    chars, extra = list(printable), 0
-    for byte in range(256):
-        if byte not in printable:
-            printable.append(byte)
-            chars.append(256 + extra)
-            extra += 1
-    return {chr(c): b for b, c in zip(printable, chars)}
-
-
 def _decode_byte_level(text: str) -> str:
-    decoder = _byte_decoder()
+    decoder = byte_decoder()
     try:
         return bytes(decoder[c] for c in text).decode("utf-8")
     except (KeyError, UnicodeDecodeError):

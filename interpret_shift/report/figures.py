@@ -25,6 +25,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from interpret_shift.bytelevel import byte_decoder
+
 BASE_COLOR = "#4C78A8"
 TUNED_COLOR = "#F58518"
 INSTRUCTION_COLOR = "#2F5DA8"
@@ -285,19 +287,6 @@ def _shade(ax: Axes, mask: Any, color: str) -> None:
 # -- token spans (HTML) ----------------------------------------------------------------------
 
 
-@functools.cache
-def _byte_decoder() -> dict[str, int]:
-    """GPT-2's byte-level BPE alphabet, character -> byte (the inverse of bytes_to_unicode)."""
-    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
-    chars, extra = list(printable), 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            chars.append(256 + extra)
-            extra += 1
-    return {chr(c): b for b, c in zip(printable, chars)}
-
-
 _HEX_BYTE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 
 
@@ -307,7 +296,7 @@ def clean_token(token: str) -> str:
     Byte-level BPE tokens are decoded only when they decode to valid UTF-8, so a
     SentencePiece token that happens to use Latin-1 letters is left alone.
     """
-    decoder = _byte_decoder()
+    decoder = byte_decoder()
     if token and all(ch in decoder for ch in token) and any(ord(ch) > 127 for ch in token):
         try:
             return bytes(decoder[ch] for ch in token).decode("utf-8")
