@@ -43,9 +43,12 @@ SIGNIFICANCE = 0.01
 def load_prompt_set(source: str | Path) -> list[PromptRecord]:
     """A JSONL prompt file, or ``demo`` for the embedded pair's held-out prompts."""
     if str(source) == "demo":
-        from interpret_shift import demo
-
-        source = demo.prompts_path()
+        source = Path(__file__).parent / "demo" / "heldout.jsonl"
+        if not source.exists():
+            raise InterpretShiftError(
+                f"The embedded demo prompts are not installed ({source} is missing).",
+                "Pass a JSONL prompt file with --prompts (format: docs/formats.md).",
+            )
     return read_prompts(source)
 
 

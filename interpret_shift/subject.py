@@ -149,9 +149,7 @@ def _adapter_for(config, source: str) -> Adapter:
 def _locate(source: str, gguf_file: str | None) -> tuple[str, str | None]:
     """Where to load from: the demo pair, a local folder or file, or a hub id."""
     if source.startswith("demo:"):
-        from interpret_shift import demo
-
-        return str(demo.model_dir(source.removeprefix("demo:"))), None
+        return str(_demo_dir(source.removeprefix("demo:"))), None
     path = Path(source).expanduser()
     if path.is_file() and path.suffix == ".gguf":
         return str(path.parent), path.name
@@ -169,6 +167,22 @@ def _locate(source: str, gguf_file: str | None) -> tuple[str, str | None]:
             "Check the path; a hub id looks like 'org/name', a demo model like 'demo:tuned'.",
         )
     return source, gguf_file  # a hub id
+
+
+def _demo_dir(which: str) -> Path:
+    """The embedded pair's folder, with a clear error when it is not installed."""
+    folder = Path(__file__).parent / "demo" / which
+    if which not in ("base", "tuned"):
+        raise InterpretShiftError(
+            f"Unknown demo model 'demo:{which}'.", "Use demo:base or demo:tuned."
+        )
+    if not (folder / "config.json").exists():
+        raise InterpretShiftError(
+            f"The embedded demo pair is not installed ({folder} is missing).",
+            "It is built by examples/train_demo_pair.py; meanwhile pass a model folder, "
+            "hub id or .gguf file.",
+        )
+    return folder
 
 
 def _label(source: str) -> str:

@@ -105,3 +105,16 @@ def test_cli_errors_are_one_clear_paragraph(tmp_path, capsys):
 
 def test_tiny_tokens_helper_stays_in_vocab():
     assert int(tokens().max()) < 96
+
+
+def test_demo_names_resolve_to_the_package_folder_or_say_what_is_missing():
+    from interpret_shift.subject import _demo_dir
+
+    with pytest.raises(InterpretShiftError, match="demo:base or demo:tuned"):
+        _demo_dir("large")
+    try:
+        folder = _demo_dir("tuned")
+    except InterpretShiftError as error:
+        assert "not installed" in error.what and "train_demo_pair" in error.fix
+    else:
+        assert (folder / "config.json").exists()
