@@ -55,6 +55,8 @@ STOP_WORDS: frozenset[str] = frozenset(
 
 WORDNET_DIR = Path(os.environ.get("WORDNET_DIR", "/usr/share/wordnet"))
 MARKERS = {"byte-level": "Ġ", "sentencepiece": "▁"}
+# Without word-boundary markers, an alphabetic token counts as a word from this frequency on.
+UNMARKED_MIN_FREQUENCY = 1e-6
 
 
 @dataclass(frozen=True)
@@ -165,10 +167,12 @@ class VocabularyWords:
     """The tokenizer's whole-word alphabetic tokens, deduplicated case-insensitively.
 
     A whole-word token starts with the word-boundary marker (byte-level ``Ġ`` or
-    sentencepiece ``▁``); of case variants the lowest id is kept. When ``wordfreq`` is
-    installed the words get its English frequencies, so ``size`` keeps real frequent
-    words rather than the word-start fragments ('th', 'st') that BPE merges first;
-    otherwise they rank in token-id order.
+    sentencepiece ``▁``); of case variants the lowest id is kept. Tokenizers that split white
+    space into tokens of its own put no marker on words: then every alphabetic token is a
+    candidate, and, wordfreq permitting, those rarer in English than once per million words
+    (mostly pieces, such as 'struction' or 'ful') are dropped. When ``wordfreq`` is installed the words get its English
+    frequencies, so ``size`` keeps real frequent words rather than the word-start fragments
+    ('th', 'st') that BPE merges first; otherwise they rank in token-id order.
     """
 
     name = "vocabulary"
@@ -181,17 +185,21 @@ class VocabularyWords:
                 "The 'vocabulary' word list needs the model's tokenizer, and there is none.",
                 "Load the model with its tokenizer, or choose a word list from a file.",
             )
-        words = vocabulary_words(tokenizer.get_vocab())
+        words, marked = vocabulary_words(tokenizer.get_vocab())
         try:
             wordfreq = _wordfreq()
         except InterpretShiftError:
             return words.top(size)
         freq = np.array([wordfreq.word_frequency(w, "en") for w in words.words])
-        return replace(words, frequencies=freq).top(size)
+        words = replace(words, frequencies=freq)
+        if not marked:
+            words = words.subset(np.flatnonzero(freq >= UNMARKED_MIN_FREQUENCY))
+        return words.top(size)
 
 
-def vocabulary_words(vocab: dict[str, int]) -> WordList:
-    """Whole-word alphabetic tokens of a ``token -> id`` vocabulary as a word list."""
+def vocabulary_words(vocab: dict[str, int]) -> tuple[WordList, bool]:
+    """Alphabetic tokens of a ``token -> id`` vocabulary as a word list, and whether they
+    were told from word pieces by a word-boundary marker."""
     counts = {kind: sum(t.startswith(m) for t in vocab) for kind, m in MARKERS.items()}
     scheme = max(counts, key=counts.get)
     if counts[scheme] == 0:
@@ -200,21 +208,23 @@ def vocabulary_words(vocab: dict[str, int]) -> WordList:
             "cannot be told from word pieces.",
             "Use a word list from a file (--words file --words-path FILE).",
         )
-    marker = MARKERS[scheme]
-    seen: set[str] = set()
-    words, ids = [], []
-    for token, index in sorted(vocab.items(), key=lambda item: item[1]):
-        if not token.startswith(marker):
-            continue
-        word = token[len(marker) :]
-        if scheme == "byte-level":
-            word = _decode_byte_level(word)
-        if not word or not word.isalpha() or word.lower() in seen:
-            continue
-        seen.add(word.lower())
-        words.append(word)
-        ids.append([index])
-    return WordList(words, token_ids=ids, name="vocabulary")
+    decode = _decode_byte_level if scheme == "byte-level" else str
+    tokens = sorted(vocab.items(), key=lambda item: item[1])
+    for marker in (MARKERS[scheme], ""):  # "": white space is split off, words carry no marker
+        seen: set[str] = set()
+        words, ids = [], []
+        for token, index in tokens:
+            if not token.startswith(marker):
+                continue
+            word = decode(token[len(marker) :])
+            if not word or not word.isalpha() or word.lower() in seen:
+                continue
+            seen.add(word.lower())
+            words.append(word)
+            ids.append([index])
+        if words:
+            break
+    return WordList(words, token_ids=ids, name="vocabulary"), bool(marker)
 
 
 def _decode_byte_level(text: str) -> str:

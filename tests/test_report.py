@@ -115,7 +115,7 @@ def _ffn(rng: np.random.Generator, layers: int = 8) -> dict:
     tasks = ["daily writing", "literary writing", "professional writing", "math", "coding",
              "translation", "none"]  # fmt: skip
     levels = ["phonology", "morphology", "syntax", "semantics"]
-    groups = [[0, 3], [4, 7]]
+    groups = ["layers 0-3", "layers 4-7"]  # as analysis.ffn names them
 
     def shares(k: int) -> list[list[float]]:
         return rng.dirichlet(np.ones(k), size=len(groups)).tolist()

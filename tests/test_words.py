@@ -45,7 +45,8 @@ def test_byte_level_vocabulary_keeps_alphabetic_whole_words_once():
         "Ġthe": 7, "the": 3, "Ġcat": 9, "ĠThe": 12, "Ġ2024": 13, "Ġcaf": 14, "ĠcafÃ©": 15,
         "Ġ": 2, "Ġdon't": 16, "Ġx": 17, "ĠÃ": 18, "Ġna": 19, "Ġnaïve": 20, "ĠCat": 4,
     }  # fmt: skip
-    words = vocabulary_words(vocab)
+    words, marked = vocabulary_words(vocab)
+    assert marked
     # token-id order; 'Cat' (id 4) wins over 'cat' (id 9); 'ĠcafÃ©' is 'café' in UTF-8;
     # 'ĠÃ' is half a UTF-8 character; 'Ġnaïve' decodes to invalid UTF-8 (byte 0xEF + 've')
     assert words.words == ["Cat", "the", "caf", "café", "x", "na"]
@@ -54,12 +55,26 @@ def test_byte_level_vocabulary_keeps_alphabetic_whole_words_once():
 
 def test_sentencepiece_vocabulary_and_no_markers():
     vocab = {"▁the": 5, "the": 6, "▁Über": 7, "▁über": 9, "▁a1": 8, "<0x41>": 3, "▁▁": 10}
-    words = vocabulary_words(vocab)
-    assert words.words == ["the", "Über"] and words.token_ids == [[5], [7]]
+    words, marked = vocabulary_words(vocab)
+    assert marked and words.words == ["the", "Über"] and words.token_ids == [[5], [7]]
     with pytest.raises(InterpretShiftError, match="marks no word boundaries"):
         vocabulary_words({"the": 1, "##s": 2})
     with pytest.raises(InterpretShiftError, match="needs the model's tokenizer"):
         VocabularyWords().load(None)
+
+
+class SplitSpaceTokenizer:
+    """A byte-level vocabulary whose pre-tokenizer isolates white space (the demo pair's)."""
+
+    def get_vocab(self):
+        return {"Ġ": 0, "ĠĠ": 1, "glad": 2, "struction": 3, "Glad": 4, "ful": 5, "2": 6, "fox": 7}
+
+
+def test_vocabulary_without_markers_on_words_keeps_english_words():
+    words, marked = vocabulary_words(SplitSpaceTokenizer().get_vocab())
+    assert not marked and words.words == ["glad", "struction", "ful", "fox"]
+    # wordfreq knows 'glad' and 'fox'; 'struction' and 'ful' are pieces of words
+    assert sorted(VocabularyWords().load(SplitSpaceTokenizer()).words) == ["fox", "glad"]
 
 
 class RuleTokenizer:

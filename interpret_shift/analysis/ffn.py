@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from interpret_shift.analysis import layers_label
 from interpret_shift.annotators import CANNOT_TELL, LEVELS, TASKS, Annotation, Annotator
 from interpret_shift.linalg import match_components, principal_angles, subspace_overlap
 from interpret_shift.records import Explanation
@@ -89,7 +90,7 @@ def proportions(
     n_layers = max(label.layer for label in labels) + 1 if labels else 0
     size = group_size or default_group_size(n_layers)
     bounds = [(start, min(start + size, n_layers)) for start in range(0, n_layers, size)]
-    groups = (ALL, *(f"layers {a}-{b - 1}" for a, b in bounds))
+    groups = (ALL, *(layers_label(a, b - 1) for a, b in bounds))
     seeds = tuple(sorted({label.annotation.seed for label in labels}))
     models = list(dict.fromkeys(label.model for label in labels))
 

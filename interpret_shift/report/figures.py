@@ -480,7 +480,7 @@ def _stacked(ax: Axes, concepts: dict[str, Any], axis: str, categories: Sequence
                 color=BASE_COLOR if model == "base" else TUNED_COLOR,
                 weight="bold",
             )
-    ax.set_xticks(range(len(groups)), [_span_label(g) for g in groups])
+    ax.set_xticks(range(len(groups)), list(groups))  # labels such as "layers 0-3"
     ax.set_ylim(0, 1.12)
     ax.grid(axis="x", visible=False)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncols=4, fontsize=7.5)

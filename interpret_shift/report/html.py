@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from interpret_shift.analysis import layers_label
 from interpret_shift.errors import InterpretShiftError
 from interpret_shift.report import figures as fig
 
@@ -114,11 +115,6 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], first_numeric:
         f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead>'
         f"<tbody>{body}</tbody></table></div>"
     )
-
-
-def _layers(span: Sequence[int]) -> str:
-    first, last = int(span[0]), int(span[-1])
-    return f"layer {first}" if first == last else f"layers {first}–{last}"
 
 
 # -- sections: model-level -------------------------------------------------------------------
@@ -299,7 +295,7 @@ def _verb_shares(data: Json, summary: Json) -> str:
     )
     rows = [
         [
-            _e(_layers(g["layers"])),
+            _e(layers_label(int(g["layers"][0]), int(g["layers"][-1]))),
             _e(g["instruction"]["n"]),
             num(g["instruction"]["mean"]),
             _e(g["general"]["n"]),
@@ -349,7 +345,7 @@ def _concept_tests(tests: list[Json]) -> str:
         [
             _e(t["axis"]),
             _e(t["category"]),
-            _e(_layers(t["group"])),
+            _e(t["group"]),  # already a label: "all layers", "layers 0-3"
             num(t["mean_base"]),
             num(t["mean_tuned"]),
             _e(t["n"]),
