@@ -27,6 +27,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from interpret_shift import demo
+from interpret_shift.analysis import layers_label
 from interpret_shift.diff import diff_records
 from interpret_shift.diff.model_metrics import next_token_kl, weight_deltas
 from interpret_shift.errors import InterpretShiftError
@@ -43,7 +45,7 @@ SIGNIFICANCE = 0.01
 def load_prompt_set(source: str | Path) -> list[PromptRecord]:
     """A JSONL prompt file, or ``demo`` for the embedded pair's held-out prompts."""
     if str(source) == "demo":
-        source = Path(__file__).parent / "demo" / "heldout.jsonl"
+        source = demo.prompts_path()
         if not source.exists():
             raise InterpretShiftError(
                 f"The embedded demo prompts are not installed ({source} is missing).",
@@ -218,7 +220,7 @@ def claims(diffs: dict[str, dict]) -> list[dict[str, Any]]:
             continue  # too few verbs changed in this layer group to test
         found.append({"section": "heads", "n": test["instruction"]["n"] + test["general"]["n"],
                       "p": test["p_greater"],
-                      "text": f"Layers {test['layers'][0]}-{test['layers'][1]}: share of heads "
+                      "text": f"{layers_label(*test['layers']).capitalize()}: share of heads "
                               f"gaining instruction verbs {_fmt(test['instruction']['mean'])} vs "
                               f"general verbs {_fmt(test['general']['mean'])} (Welch, one-sided)."})  # fmt: skip
     rotation = diffs.get("ffn", {}).get("rotation", {}).get("summary")

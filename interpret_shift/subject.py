@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from interpret_shift import demo
 from interpret_shift.adapters import Adapter, Layout, find_adapter
 from interpret_shift.errors import InterpretShiftError
 from interpret_shift.hooks import HookRegistry
@@ -170,17 +171,17 @@ def _locate(source: str, gguf_file: str | None) -> tuple[str, str | None]:
 
 
 def _demo_dir(which: str) -> Path:
-    """The embedded pair's folder, with a clear error when it is not installed."""
-    folder = Path(__file__).parent / "demo" / which
-    if which not in ("base", "tuned"):
+    """The embedded pair's folder, with a clear error when it is missing."""
+    if which not in demo.MODELS:
         raise InterpretShiftError(
             f"Unknown demo model 'demo:{which}'.", "Use demo:base or demo:tuned."
         )
+    folder = demo.model_dir(which)
     if not (folder / "config.json").exists():
         raise InterpretShiftError(
             f"The embedded demo pair is not installed ({folder} is missing).",
-            "It is built by examples/train_demo_pair.py; meanwhile pass a model folder, "
-            "hub id or .gguf file.",
+            "Reinstall interpret-shift, or rebuild the pair with "
+            f"examples/train_demo_pair.py --out {folder.parent}.",
         )
     return folder
 

@@ -107,14 +107,14 @@ def test_tiny_tokens_helper_stays_in_vocab():
     assert int(tokens().max()) < 96
 
 
-def test_demo_names_resolve_to_the_package_folder_or_say_what_is_missing():
+def test_demo_names_resolve_to_the_package_folder_or_say_what_is_missing(tmp_path, monkeypatch):
+    from interpret_shift import demo
     from interpret_shift.subject import _demo_dir
 
     with pytest.raises(InterpretShiftError, match="demo:base or demo:tuned"):
         _demo_dir("large")
-    try:
-        folder = _demo_dir("tuned")
-    except InterpretShiftError as error:
-        assert "not installed" in error.what and "train_demo_pair" in error.fix
-    else:
-        assert (folder / "config.json").exists()
+    assert (_demo_dir("tuned") / "config.json").exists()
+    monkeypatch.setattr(demo, "DEMO_DIR", tmp_path)
+    with pytest.raises(InterpretShiftError) as error:
+        _demo_dir("base")
+    assert "not installed" in error.value.what and "train_demo_pair" in error.value.fix

@@ -38,4 +38,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted; finished results are kept, rerun to resume")
         return 130
-
