@@ -68,7 +68,15 @@ def test_interrupting_compare_loses_nothing_and_recomputes_nothing(tmp_path):
         "saliency",
     ]
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        # A shell's background job starts with SIGINT ignored, and children inherit that;
+        # give the child Python's usual Ctrl-C handling wherever the suite runs.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     records = tmp_path / "records" / "saliency" / "base"
     deadline = time.monotonic() + 300
     while len(list(records.glob("*.json"))) < 2 and time.monotonic() < deadline:
