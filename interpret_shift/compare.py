@@ -204,7 +204,7 @@ def claims(diffs: dict[str, dict]) -> list[dict[str, Any]]:
             else "No significant increase of the instruction scores after tuning."
         )
         found.append({
-            "section": "saliency",
+            "section": "saliency", "topic": "instruction-score",
             "text": f"{verdict} Mean instruction score {_fmt(score['mean_tuned'])} (tuned) vs "
                     f"{_fmt(score['mean_base'])} (base), one-sided Welch t-test.",
             "n": score["n_base"] + score["n_tuned"], "p": p, "shift_found": shifted,
@@ -212,30 +212,32 @@ def claims(diffs: dict[str, dict]) -> list[dict[str, Any]]:
     overlap = diffs.get("heads", {}).get("head-overlap")
     if overlap:
         values = [v for row in overlap["jaccard"] for v in row if v is not None]
-        found.append({"section": "heads", "n": len(values), "p": None,
+        found.append({"section": "heads", "topic": "head-overlap", "n": len(values), "p": None,
                       "text": f"Attention heads keep on average {_fmt(sum(values) / len(values))} "
                               "of their top word pairs (Jaccard overlap, 1 = unchanged)."})  # fmt: skip
     for test in diffs.get("heads", {}).get("verb-shares", {}).get("groups", []):
         if test["p_greater"] is None:
             continue  # too few verbs changed in this layer group to test
-        found.append({"section": "heads", "n": test["instruction"]["n"] + test["general"]["n"],
+        found.append({"section": "heads", "topic": "verb-shares",
+                      "n": test["instruction"]["n"] + test["general"]["n"],
                       "p": test["p_greater"],
                       "text": f"{layers_label(*test['layers']).capitalize()}: share of heads "
                               f"gaining instruction verbs {_fmt(test['instruction']['mean'])} vs "
                               f"general verbs {_fmt(test['general']['mean'])} (Welch, one-sided)."})  # fmt: skip
     rotation = diffs.get("ffn", {}).get("rotation", {}).get("summary")
     if rotation and rotation.get("layers"):
-        found.append({"section": "ffn", "n": rotation["layers"], "p": None,
+        found.append({"section": "ffn", "topic": "rotation", "n": rotation["layers"], "p": None,
                       "text": f"FFN principal components rotated by {_fmt(rotation['mean_angle_deg'])}° "
                               f"on average (subspace overlap {_fmt(rotation['mean_overlap'])})."})  # fmt: skip
     model = diffs.get("model", {})
     if "per_prompt" in model.get("kl", {}):
-        found.append({"section": "model", "n": len(model["kl"]["per_prompt"]), "p": None,
+        found.append({"section": "model", "topic": "kl", "n": len(model["kl"]["per_prompt"]),
+                      "p": None,
                       "text": f"Mean next-token KL(tuned ‖ base) over the prompts: "
                               f"{_fmt(model['kl']['mean'])} nats."})  # fmt: skip
     if "weights" in model:
         per_layer = model["weights"]["per_layer"]
-        found.append({"section": "model", "n": len(per_layer), "p": None,
+        found.append({"section": "model", "topic": "weights", "n": len(per_layer), "p": None,
                       "text": f"Mean relative weight change per layer: "
                               f"{_fmt(sum(per_layer) / len(per_layer))}."})  # fmt: skip
     return found

@@ -35,6 +35,7 @@ CLAIMS = [
      "p": 0.041},
     {"section": "knowledge-rotation", "text": "FFN directions turned by 38° on average.",
      "n": 8, "p": None},
+    {"section": "model", "topic": "kl", "text": "Next-token KL is 7 nats.", "n": 24, "p": None},
 ]  # fmt: skip
 
 
@@ -227,6 +228,8 @@ def test_claims_and_tests_show_n_and_p(full_report: Path) -> None:
     assert 'instruction words. <span class="stat">n = 24 · p = 0.013' in summary
     assert "n = 11 · p = 0.041" in summary and "n = 8</span>" in summary
     assert "Heads shifted toward instruction verbs." in found["verb-shares"]  # callout
+    # "topic" picks the section among those of one diff file ("model": weights, KL)
+    assert "7 nats" in found["next-token-kl"] and "7 nats" not in found["weight-change"]
     assert "truncated" in summary  # warnings
     caption = re.search(r"<figcaption>(.*?)</figcaption>", found["instruction-scores"]).group(1)
     assert "n = 24 base / 24 tuned" in caption and "p = " in caption

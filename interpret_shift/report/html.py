@@ -586,8 +586,9 @@ def _section(topic: Topic, body: str, summary: Json) -> str:
 
 
 def _claim_topic(claim: Json, topics: Sequence[Topic]) -> Topic | None:
-    """The shown topic a claim's ``section`` names: by id, title, JSON key or diff file."""
-    wanted = _slug(claim.get("section", ""))
+    """The shown topic a claim's ``topic`` (else ``section``) names: by id, title, JSON key
+    or diff file."""
+    wanted = _slug(claim.get("topic") or claim.get("section", ""))
     for topic in topics:
         if wanted in {topic.id, _slug(topic.title), *map(_slug, topic.keys)}:
             return topic
