@@ -170,9 +170,10 @@ class VocabularyWords:
     sentencepiece ``▁``); of case variants the lowest id is kept. Tokenizers that split white
     space into tokens of its own put no marker on words: then every alphabetic token is a
     candidate, and, wordfreq permitting, those rarer in English than once per million words
-    (mostly pieces, such as 'struction' or 'ful') are dropped. When ``wordfreq`` is installed the words get its English
-    frequencies, so ``size`` keeps real frequent words rather than the word-start fragments
-    ('th', 'st') that BPE merges first; otherwise they rank in token-id order.
+    (mostly pieces, such as 'struction' or 'ful') are dropped. When ``wordfreq`` is
+    installed the words get its English frequencies, so ``size`` keeps real frequent words
+    rather than the word-start fragments ('th', 'st') that BPE merges first; otherwise they
+    rank in token-id order.
     """
 
     name = "vocabulary"
