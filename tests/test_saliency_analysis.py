@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
 from scipy import stats
 
+from interpret_shift.analysis import t_test
 from interpret_shift.analysis.saliency import (
     WelchResult,
     density,
@@ -159,3 +161,20 @@ def test_welch_greater_with_too_few_samples_gives_nan_not_error():
     assert math.isnan(result.t) and math.isnan(result.p)
     empty = welch_greater([], [1.0, 2.0])
     assert empty.n_a == 0 and math.isnan(empty.mean_a) and math.isnan(empty.p)
+
+
+def test_welch_with_one_constant_side_matches_formula_without_warning():
+    # the demo pair's verb shares: every instruction verb at 1.0, general verbs mostly 1.0
+    constant, varied = [1.0, 1.0], [0.0] + [1.0] * 8
+    t, p = slow_welch_greater(constant, varied)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scipy flags a variance of exactly 0 as precision loss
+        result = welch_greater(constant, varied)
+        two_sided = t_test(constant, varied)
+    assert result.t == pytest.approx(t, rel=1e-9) and result.p == pytest.approx(p, rel=1e-9)
+    assert two_sided == pytest.approx((t, 2 * p), rel=1e-9)
+
+
+def test_t_test_without_spread_on_either_side_is_nan():
+    for equal_var in (False, True):
+        assert all(map(math.isnan, t_test([2.0, 2.0], [1.0, 1.0, 1.0], equal_var=equal_var)))

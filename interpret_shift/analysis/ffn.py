@@ -10,9 +10,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
-from interpret_shift.analysis import layers_label
+from interpret_shift.analysis import layers_label, t_test
 from interpret_shift.annotators import CANNOT_TELL, LEVELS, TASKS, Annotation, Annotator
 from interpret_shift.linalg import match_components, principal_angles, subspace_overlap
 from interpret_shift.records import Explanation
@@ -158,10 +157,7 @@ def compare_proportions(
             a = table.shares[base][g, :, c]
             b = table.shares[tuned][g, :, c]
             a, b = a[~np.isnan(a)], b[~np.isnan(b)]
-            t = p = math.nan
-            if a.size >= 2 and b.size >= 2 and (a.std() > 0 or b.std() > 0):
-                test = stats.ttest_ind(a, b, equal_var=equal_var)
-                t, p = float(test.statistic), float(test.pvalue)
+            t, p = t_test(a, b, equal_var=equal_var)
             results.append(
                 CategoryTest(
                     category, group, a.size, b.size, _mean(a), _std(a), _mean(b), _std(b), t, p

@@ -18,8 +18,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
+from interpret_shift.analysis import t_test
 from interpret_shift.errors import InterpretShiftError
 from interpret_shift.records import Explanation, RecordStore
 
@@ -169,11 +169,8 @@ def welch(first: int, last: int, a: np.ndarray, b: np.ndarray) -> GroupTest:
     a, b = a[~np.isnan(a)], b[~np.isnan(b)]
     mean_a = float(a.mean()) if a.size else math.nan
     mean_b = float(b.mean()) if b.size else math.nan
-    t = p_two = p_greater = math.nan
-    if a.size >= 2 and b.size >= 2:
-        two = stats.ttest_ind(a, b, equal_var=False)
-        greater = stats.ttest_ind(a, b, equal_var=False, alternative="greater")
-        t, p_two, p_greater = float(two.statistic), float(two.pvalue), float(greater.pvalue)
+    t, p_two = t_test(a, b)
+    p_greater = t_test(a, b, alternative="greater")[1]
     return GroupTest(first, last, a.size, b.size, mean_a, mean_b, t, p_two, p_greater)
 
 

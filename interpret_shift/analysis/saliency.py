@@ -11,7 +11,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+
+from interpret_shift.analysis import t_test
 
 
 def quantize(s: np.ndarray, levels: int = 10) -> np.ndarray:
@@ -85,14 +86,9 @@ class WelchResult:
 
 
 def welch_greater(a, b) -> WelchResult:
-    """One-sided Welch t-test that ``a`` is larger than ``b``; t and p are NaN below 2 per side."""
+    """One-sided Welch t-test that ``a`` is larger than ``b`` (t and p NaN as in ``t_test``)."""
     a = np.asarray(a, dtype=np.float64).ravel()
     b = np.asarray(b, dtype=np.float64).ravel()
     mean_a = float(a.mean()) if a.size else math.nan
     mean_b = float(b.mean()) if b.size else math.nan
-    if a.size < 2 or b.size < 2:
-        return WelchResult(a.size, b.size, mean_a, mean_b, math.nan, math.nan)
-    result = stats.ttest_ind(a, b, equal_var=False, alternative="greater")
-    return WelchResult(
-        a.size, b.size, mean_a, mean_b, float(result.statistic), float(result.pvalue)
-    )
+    return WelchResult(a.size, b.size, mean_a, mean_b, *t_test(a, b, alternative="greater"))
