@@ -27,9 +27,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from transformers import AutoConfig, AutoModelForCausalLM  # noqa: E402
 
-from interpret_shift.explainers.ffn import FFNConcepts, principal_components  # noqa: E402
-from interpret_shift.linalg import subspace_overlap  # noqa: E402
-from interpret_shift.subject import Subject  # noqa: E402
+from interpret_shift.core.linalg import subspace_overlap  # noqa: E402
+from interpret_shift.core.subject import Subject  # noqa: E402
+from interpret_shift.methods.ffn.explainer import FFNConcepts, principal_components  # noqa: E402
 
 R, TOP_K = 50, 30
 

@@ -23,9 +23,9 @@ import time  # noqa: E402
 import torch  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 
-from interpret_shift.explainers.heads import HeadPatterns  # noqa: E402
-from interpret_shift.subject import Subject  # noqa: E402
-from interpret_shift.words import WordList  # noqa: E402
+from interpret_shift.core.subject import Subject  # noqa: E402
+from interpret_shift.lexicon.words import WordList  # noqa: E402
+from interpret_shift.methods.heads.explainer import HeadPatterns  # noqa: E402
 
 LAYERS, HIDDEN, HEADS, VOCAB, TOP_K, BASELINE = 4, 256, 8, 8192, 100, 3000
 SUBSET_HEADS, SUBSET_DIMS = 2, 4  # slow reference: heads x dims of layer 0

@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 
-from interpret_shift.explainers.saliency import SaliencyExplainer, gradient_x_input  # noqa: E402
+from interpret_shift.methods.saliency.explainer import SaliencyExplainer, gradient_x_input  # noqa: E402
 
 PROMPTS, PROMPT_TOKENS, RESPONSE_TOKENS, VOCAB = 8, 64, 32, 8192
 REPEATS, REPLICA_CHUNK = 3, 64

@@ -92,7 +92,7 @@ def read_all(folder: str) -> None:
     """Runs in a fresh process: prints baseline and peak RSS in bytes."""
     import torch  # noqa: F401  (imports are part of the baseline)
 
-    from interpret_shift.weights import Weights
+    from interpret_shift.core.weights import Weights
 
     baseline = rss("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS

@@ -36,7 +36,7 @@ def smollm2(tmp_path_factory):
     """
     from transformers import AutoModelForCausalLM
 
-    from interpret_shift.subject import load_subject
+    from interpret_shift.core.subject import load_subject
 
     shared = tmp_path_factory.getbasetemp().parent
     folder = shared / "smollm2-135m-instruct"

@@ -8,7 +8,9 @@ import time
 import pytest
 from fake_openai import GOOD_REPLY, FakeOpenAI
 
-from interpret_shift.annotators import (
+from interpret_shift.errors import InterpretShiftError
+from interpret_shift.lexicon.wordnet import WordNet
+from interpret_shift.methods.ffn.annotators import (
     CANNOT_TELL,
     LEVELS,
     TASKS,
@@ -18,10 +20,8 @@ from interpret_shift.annotators import (
     chat_messages,
     parse_reply,
 )
-from interpret_shift.annotators.lexical import LexicalAnnotator
-from interpret_shift.annotators.openai_compat import OpenAIAnnotator
-from interpret_shift.annotators.wordnet import WordNet
-from interpret_shift.errors import InterpretShiftError
+from interpret_shift.methods.ffn.annotators.lexical import LexicalAnnotator
+from interpret_shift.methods.ffn.annotators.openai_compat import OpenAIAnnotator
 
 # -- parser -------------------------------------------------------------------------------
 
@@ -230,7 +230,7 @@ def test_lexical_wordnet_rules(lexical, words, concept, task, level):
 
 @pytest.mark.usefixtures("wordnet_installed")
 def test_wordnet_reader_finds_lemmas_and_lexnames():
-    from interpret_shift.annotators.wordnet import wordnet
+    from interpret_shift.lexicon.wordnet import wordnet
 
     reader = wordnet()
     assert reader.base_forms("children", "n") == ["child"]
@@ -361,7 +361,7 @@ def test_openai_settings_come_from_the_environment_when_used(monkeypatch, tmp_pa
 
 
 def test_builtin_annotators_are_ready_instances(monkeypatch):
-    from interpret_shift.annotators import BUILTIN_ANNOTATORS
+    from interpret_shift.methods.ffn.annotators import BUILTIN_ANNOTATORS
 
     assert [a.name for a in BUILTIN_ANNOTATORS] == ["lexical", "local-llm", "openai"]
     assert all(isinstance(a, Annotator) for a in BUILTIN_ANNOTATORS)
@@ -383,7 +383,7 @@ def test_openai_wrong_route_is_a_clear_error(tmp_path):
 
 
 def test_local_llm_replies_are_seeded_and_parsed(smollm2):
-    from interpret_shift.annotators.local_llm import LocalLLMAnnotator
+    from interpret_shift.methods.ffn.annotators.local_llm import LocalLLMAnnotator
 
     annotator = LocalLLMAnnotator(smollm2, max_new_tokens=16)
     words = ["1", "2", "3", "42", "100", "7"]

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from tiny import tiny_model, tiny_tokenizer
 
-from interpret_shift.compare import compare
+from interpret_shift.core.prompts import PromptRecord
+from interpret_shift.core.records import Explanation
+from interpret_shift.core.subject import Subject
 from interpret_shift.diff import diff_records
 from interpret_shift.errors import InterpretShiftError
-from interpret_shift.prompts import PromptRecord
-from interpret_shift.records import Explanation
-from interpret_shift.subject import Subject
+from interpret_shift.pipeline.compare import compare
 
 TEXTS = ["translate the text to a word", "summarize this sentence for you",
          "explain what the word is", "list some of the water day"]  # fmt: skip
@@ -35,7 +35,7 @@ def self_comparison(tmp_path_factory):
     ]  # fmt: skip
     options = {"saliency": {"max_new_tokens": 4},
                "heads": {"words": "file", "words_path": str(words), "top_k": 10}}  # fmt: skip
-    summary = compare(base, tuned, prompts, out, options=options)
+    summary = compare(base, tuned, prompts, out, options=options).summary
     return out, summary
 
 
@@ -84,15 +84,15 @@ def test_a_rerun_reuses_every_record(self_comparison, capsys):
     assert {p: p.stat().st_mtime_ns for p in (out / "records").rglob("*.json")} == stamps
 
 
-def record(prompt_ids, kind="saliency"):
-    return Explanation(kind, "token_attribution", {}, {"prompt_ids": prompt_ids})
+def record(prompt_ids, explainer="saliency"):
+    return Explanation(explainer, "token_attribution", {}, {"prompt_ids": prompt_ids})
 
 
 def test_records_of_different_prompts_or_kinds_are_refused():
     with pytest.raises(InterpretShiftError, match="prompt_ids"):
         diff_records({"a": record(["a"])}, {"a": record(["b"])})
-    with pytest.raises(InterpretShiftError, match="kind"):
-        diff_records({"a": record(["a"])}, {"a": record(["a"], kind="other")})
+    with pytest.raises(InterpretShiftError, match="explainer"):
+        diff_records({"a": record(["a"])}, {"a": record(["a"], explainer="other")})
     with pytest.raises(InterpretShiftError, match="different items"):
         diff_records({"a": record(["a"])}, {"b": record(["a"])})
     words = [Explanation("heads", "ranked_words", {}, {"word_list": {"sha256": s}}) for s in "xy"]
@@ -101,7 +101,7 @@ def test_records_of_different_prompts_or_kinds_are_refused():
 
 
 def test_template_and_tokenizer_differences_are_recorded():
-    from interpret_shift.compare import align_templates
+    from interpret_shift.pipeline.compare import align_templates
 
     base = Subject.from_model(tiny_model("llama"), tiny_tokenizer(), source="a")
     tuned = Subject.from_model(tiny_model("llama"), tiny_tokenizer(), source="b")
@@ -109,3 +109,32 @@ def test_template_and_tokenizer_differences_are_recorded():
     warnings = align_templates(base, tuned)
     assert base.tokenizer.chat_template == tuned.tokenizer.chat_template
     assert any("tuned model's template" in w for w in warnings)
+
+
+def test_a_comparison_and_a_record_show_themselves_in_a_notebook(self_comparison):
+    from interpret_shift.core.records import RecordStore
+    from interpret_shift.pipeline.compare import Comparison
+    from interpret_shift.plugins import load_registry
+
+    out, summary = self_comparison
+    shown = Comparison(out, summary, tuple(load_registry(autoload=False).sections()))
+    html = shown._repr_html_()
+    assert "No significant increase" in html  # the saliency claim
+    for section in ("instruction-scores", "head-overlap", "ffn-concepts", "next-token-kl"):
+        assert f'<section id="{section}">' in html
+    record = RecordStore(out / "records" / "heads" / "base").load("layer.0")
+    view = record._repr_html_()
+    assert "<strong>heads</strong>" in view and "<code>pairs</code>" in view
+
+
+def test_an_unknown_option_or_explainer_is_refused_before_any_work(tmp_path):
+    from interpret_shift.errors import InputError, PluginError
+
+    base = Subject.from_model(tiny_model("llama"), tiny_tokenizer(), source="a")
+    with pytest.raises(PluginError, match="nosuch"):
+        compare(base, base, [], tmp_path, explainers=["nosuch"])
+    with pytest.raises(InputError, match="topk"):
+        compare(base, base, [], tmp_path, explainers=["heads"], options={"heads": {"topk": 3}})
+    with pytest.raises(InputError, match="not among the explainers"):
+        compare(base, base, [], tmp_path, explainers=["heads"], options={"ffn": {"top_k": 3}})
+    assert not any(tmp_path.iterdir())

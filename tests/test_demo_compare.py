@@ -14,7 +14,7 @@ import pytest
 
 from interpret_shift import demo
 from interpret_shift.cli import main
-from interpret_shift.prompts import read_prompts
+from interpret_shift.core.prompts import read_prompts
 
 pytestmark = pytest.mark.xdist_group("demo")
 

@@ -8,29 +8,28 @@ import torch
 from scipy import stats
 from tiny import tiny_model
 
-from interpret_shift.analysis.ffn import (
+from interpret_shift.core.explainer import run_explainer
+from interpret_shift.core.linalg import subspace_overlap
+from interpret_shift.core.records import Explanation, RecordStore
+from interpret_shift.core.subject import Subject
+from interpret_shift.diff.generic import rotation_of as rotation
+from interpret_shift.diff.generic import rotation_summary, rotations
+from interpret_shift.errors import InterpretShiftError
+from interpret_shift.lexicon.words import WordList
+from interpret_shift.methods.ffn.analysis import (
     Labelled,
     compare_proportions,
     label_records,
     proportions,
-    rotation,
-    rotation_summary,
-    rotations,
 )
-from interpret_shift.annotators import CANNOT_TELL, LEVELS, TASKS, Annotation
-from interpret_shift.annotators.lexical import LexicalAnnotator
-from interpret_shift.errors import InterpretShiftError
-from interpret_shift.explainers import run_explainer
-from interpret_shift.explainers.ffn import (
+from interpret_shift.methods.ffn.annotators import CANNOT_TELL, LEVELS, TASKS, Annotation
+from interpret_shift.methods.ffn.annotators.lexical import LexicalAnnotator
+from interpret_shift.methods.ffn.explainer import (
     FFNConcepts,
     all_tokens,
     choose_method,
     principal_components,
 )
-from interpret_shift.linalg import subspace_overlap
-from interpret_shift.records import Explanation, RecordStore
-from interpret_shift.subject import Subject
-from interpret_shift.words import WordList
 
 #: family -> that family's down-projection as (d_ff, d_model), read straight from the modules
 DOWN = {
@@ -82,7 +81,7 @@ def test_components_and_words_match_the_covariance_eigenvectors(family):
                                    atol=2e-4)  # fmt: skip
         assert record.meta["method"] == "exact"
         assert record.meta["top_words"][0] == [f"#{i}" for i in top[0]]
-        assert record.kind == "ffn" and record.data_kind == "subspace"
+        assert record.explainer == "ffn" and record.data_kind == "subspace"
 
 
 def test_sign_convention_makes_each_largest_coordinate_positive():
@@ -157,7 +156,8 @@ def test_streamed_and_in_memory_records_are_identical(tmp_path):
     subject = Subject.from_model(model, source="tiny")
     options = dict(components=4, top_k=3, svd="randomized", power_iters=2)
     memory = run_explainer(FFNConcepts(**options), subject)
-    streamed = run_explainer(FFNConcepts(stream_from=str(tmp_path / "ckpt"), **options), subject)
+    streaming = Subject.from_model(model, source="tiny", weights_from=tmp_path / "ckpt")
+    streamed = run_explainer(FFNConcepts(**options), streaming)
     assert list(memory) == list(streamed)
     for key in memory:
         for name, array in memory[key].arrays.items():

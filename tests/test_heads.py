@@ -10,12 +10,12 @@ import pytest
 import torch
 from tiny import tiny_model
 
+from interpret_shift.core.explainer import run_explainer
+from interpret_shift.core.records import RecordStore
+from interpret_shift.core.subject import Subject
 from interpret_shift.errors import InterpretShiftError
-from interpret_shift.explainers import run_explainer
-from interpret_shift.explainers.heads import HeadPatterns
-from interpret_shift.records import RecordStore
-from interpret_shift.subject import Subject
-from interpret_shift.words import WordList
+from interpret_shift.lexicon.words import WordList
+from interpret_shift.methods.heads.explainer import HeadPatterns
 
 FAMILIES = ["llama", "gpt2", "gpt_neox", "phi3", "gemma2"]
 TOP_K, BASELINE = 24, 40
@@ -182,10 +182,8 @@ def test_streaming_from_a_checkpoint_equals_the_loaded_model(tmp_path):
     subject = Subject.from_model(model)
     words = synthetic_words()
     loaded = run_explainer(HeadPatterns(word_list=words, top_k=12, baseline=BASELINE), subject)
-    streamed = run_explainer(
-        HeadPatterns(word_list=words, top_k=12, baseline=BASELINE, stream_from=str(tmp_path)),
-        subject,
-    )
+    streaming = Subject.from_model(model, weights_from=tmp_path)
+    streamed = run_explainer(HeadPatterns(word_list=words, top_k=12, baseline=BASELINE), streaming)
     for key in loaded:
         for name, array in loaded[key].arrays.items():
             np.testing.assert_allclose(streamed[key].arrays[name], array, rtol=1e-6)

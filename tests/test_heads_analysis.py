@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from interpret_shift.analysis.heads import (
+from interpret_shift.core.records import Explanation, RecordStore
+from interpret_shift.errors import InterpretShiftError
+from interpret_shift.methods.heads.analysis import (
     CountTable,
     compare_verbs,
     count_table,
@@ -17,8 +19,6 @@ from interpret_shift.analysis.heads import (
     top_pairs,
     verb_shares,
 )
-from interpret_shift.errors import InterpretShiftError
-from interpret_shift.records import Explanation, RecordStore
 
 
 def record(layer, words, pairs, sims=None, n_heads=2, n_layers=4):

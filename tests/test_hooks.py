@@ -6,8 +6,8 @@ import pytest
 import torch
 from tiny import FAMILIES, tiny_model, tokens
 
+from interpret_shift.core.subject import Subject
 from interpret_shift.errors import InterpretShiftError
-from interpret_shift.subject import Subject
 
 BATCH, SEQ = 2, 7
 
@@ -223,3 +223,172 @@ def test_unknown_point_names_get_a_helpful_error():
         subject.hooks.run_with_cache(tokens(), names=["layers.0.attn.query"])
     with pytest.raises(InterpretShiftError, match="resid_mid"):
         subject.hooks.resolve("layers.0.resid_mid")  # Phi is parallel: there is none
+
+
+# -- values, not only shapes: hook points against the model's own outputs -----------------
+
+ATOL = 1e-5
+
+
+def close(actual: torch.Tensor, expected: torch.Tensor, what: str) -> None:
+    assert actual.shape == expected.shape, (what, actual.shape, expected.shape)
+    error = (actual - expected).abs().max().item()
+    assert torch.allclose(actual, expected, atol=ATOL), f"{what}: max error {error:.2e}"
+
+
+def raw_blocks(family: str, model) -> torch.nn.ModuleList:
+    """The decoder blocks, by each family's module tree (not via the adapter)."""
+    if family in ("gpt2",) or family.startswith("falcon"):
+        return model.transformer.h
+    if family.startswith("gpt_neox"):
+        return model.gpt_neox.layers
+    if family == "opt":
+        return model.model.decoder.layers
+    return model.model.layers
+
+
+def raw_final_norm(family: str, model) -> torch.nn.Module:
+    if family in ("gpt2",) or family.startswith("falcon"):
+        return model.transformer.ln_f
+    if family.startswith("gpt_neox"):
+        return model.gpt_neox.final_layer_norm
+    if family == "opt":
+        return model.model.decoder.final_layer_norm
+    if family == "phi":
+        return model.model.final_layernorm
+    return model.model.norm
+
+
+def parallel_residual(family: str, config) -> bool:
+    """Whether attention and MLP both read the block's input (so there is no resid_mid)."""
+    if family == "phi":
+        return True
+    if family.startswith("gpt_neox"):
+        return bool(config.use_parallel_residual)
+    if family.startswith("falcon"):
+        return bool(config.new_decoder_architecture or config.parallel_attn)
+    return False
+
+
+def first_residual(family: str, model, ids: torch.Tensor) -> torch.Tensor | None:
+    """The first block's input, from the raw embedding tables by each family's forward."""
+    embed = model.get_input_embeddings().weight[ids]
+    if family == "gpt2":  # learned absolute positions added
+        return embed + model.transformer.wpe.weight[: ids.shape[1]]
+    if family.startswith("gemma"):  # embeddings scaled by sqrt(d_model)
+        return embed * torch.tensor(model.config.hidden_size**0.5, dtype=embed.dtype)
+    if family == "opt":  # learned positions with an offset: not re-derived here
+        return None
+    return embed  # rotary families add nothing
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_residual_points_equal_the_models_hidden_states(family):
+    subject = subject_of(family)
+    model, n = subject.model, subject.model.config.num_hidden_layers
+    ids = tokens(BATCH, SEQ)
+    with subject.frozen():
+        output, cache = subject.hooks.run_with_cache(ids, output_hidden_states=True)
+        reference = model(ids, output_hidden_states=True)  # and without any hooks
+    hidden = output.hidden_states
+    assert len(hidden) == n + 1
+    for i in range(n + 1):
+        close(hidden[i], reference.hidden_states[i], f"hooks changed hidden_states[{i}]")
+    for i in range(n):
+        close(cache[f"layers.{i}.resid_pre"], hidden[i], f"resid_pre[{i}] vs hidden_states[{i}]")
+    for i in range(n - 1):
+        close(cache[f"layers.{i}.resid_post"], cache[f"layers.{i + 1}.resid_pre"], f"post {i}")
+    # transformers 5 hands back the last hidden state after the final norm
+    with torch.no_grad():
+        normed = raw_final_norm(family, model)(cache[f"layers.{n - 1}.resid_post"])
+        first = first_residual(family, model, ids)
+    close(normed, hidden[-1], "final norm(resid_post[-1]) vs hidden_states[-1]")
+    close(cache["final_norm"], hidden[-1], "final_norm vs hidden_states[-1]")
+    if first is not None:
+        close(first, cache["layers.0.resid_pre"], "embedding table vs resid_pre[0]")
+    if family not in ("gpt2", "opt"):  # nothing is added to the embedding module's output
+        close(cache["embed"], cache["layers.0.resid_pre"], "embed vs resid_pre[0]")
+    unembed = cache["unembed"]
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    if cap:  # Gemma 2 soft-caps the head's output: logits = cap * tanh(unembed / cap)
+        unembed = cap * torch.tanh(unembed / cap)
+    close(unembed, output.logits, "unembed vs logits")
+    close(output.logits, reference.logits, "logits")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_residual_stream_is_the_sum_of_its_sublayer_outputs(family):
+    subject = subject_of(family)
+    model, n = subject.model, subject.model.config.num_hidden_layers
+    parallel = parallel_residual(family, model.config)
+    assert ("layers.0.resid_mid" in subject.hooks.names) == (not parallel)
+    with subject.frozen():
+        _, cache = subject.hooks.run_with_cache(tokens(BATCH, SEQ))
+    for i, block in enumerate(raw_blocks(family, model)):
+        pre, post = cache[f"layers.{i}.resid_pre"], cache[f"layers.{i}.resid_post"]
+        attn, mlp = cache[f"layers.{i}.attn.out"], cache[f"layers.{i}.mlp.out"]
+        if family.startswith("gemma"):  # Gemma normalises each sublayer's output before adding it
+            with torch.no_grad():
+                attn = block.post_attention_layernorm(attn)
+                mlp = block.post_feedforward_layernorm(mlp)
+        if parallel:
+            close(post, pre + attn + mlp, f"resid_post[{i}] = resid_pre + attn.out + mlp.out")
+        else:
+            mid = cache[f"layers.{i}.resid_mid"]
+            close(mid, pre + attn, f"resid_mid[{i}] = resid_pre + attn.out")
+            close(post, mid + mlp, f"resid_post[{i}] = resid_mid + mlp.out")
+    assert len(raw_blocks(family, model)) == n
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_pattern_points_are_the_models_attention_weights(family):
+    subject = subject_of(family)
+    n = subject.model.config.num_hidden_layers
+    with subject.frozen():
+        output, cache = subject.hooks.run_with_cache(
+            tokens(BATCH, SEQ), names="layers.*.attn.pattern", output_attentions=True
+        )
+    assert output is not None and len(output.attentions) == n
+    for i in range(n):
+        close(cache[f"layers.{i}.attn.pattern"], output.attentions[i], f"pattern {i}")
+
+
+def rotary(x: torch.Tensor, theta: float) -> torch.Tensor:
+    """Rotary position embedding (rotate-half convention) on (batch, heads, seq, d_head)."""
+    d_head, seq = x.shape[-1], x.shape[-2]
+    inverse = 1.0 / theta ** (torch.arange(0, d_head, 2, dtype=torch.float32) / d_head)
+    angles = torch.arange(seq, dtype=torch.float32)[:, None] * inverse[None, :]
+    angles = torch.cat([angles, angles], dim=-1)
+    first, second = x[..., : d_head // 2], x[..., d_head // 2 :]
+    return x * angles.cos() + torch.cat([-second, first], dim=-1) * angles.sin()
+
+
+@pytest.mark.parametrize("family", ["llama", "mistral", "qwen2", "gpt2"])
+def test_patterns_recomputed_from_query_and_key_points(family):
+    """softmax(q k^T / sqrt(d_head)) with a causal mask, from the q/k points, by hand.
+
+    The q/k points are the projections' outputs, before rotary embeddings: for the
+    rotary families the rotation is applied here, from the config's rope theta.
+    """
+    subject = subject_of(family)
+    config = subject.model.config
+    heads = config.num_attention_heads
+    d_head = getattr(config, "head_dim", None) or config.hidden_size // heads
+    kv = kv_heads_of(family, config)
+    with subject.frozen():
+        output, cache = subject.hooks.run_with_cache(
+            tokens(BATCH, SEQ), names="layers.*.attn.*", output_attentions=True
+        )
+    causal = torch.ones(SEQ, SEQ, dtype=torch.bool).triu(1)
+    for i in range(config.num_hidden_layers):
+        q = cache[f"layers.{i}.attn.q"].view(BATCH, SEQ, heads, d_head).transpose(1, 2)
+        k = cache[f"layers.{i}.attn.k"].view(BATCH, SEQ, kv, d_head).transpose(1, 2)
+        if family != "gpt2":
+            theta = config.rope_parameters["rope_theta"]
+            assert config.rope_parameters.get("rope_type", "default") == "default"
+            q, k = rotary(q, theta), rotary(k, theta)
+        k = k.repeat_interleave(heads // kv, dim=1)  # query head h reads key head h // group
+        scores = (q @ k.transpose(-1, -2)) / d_head**0.5
+        pattern = scores.masked_fill(causal, float("-inf")).softmax(-1)
+        close(pattern, output.attentions[i], f"pattern recomputed from q/k, layer {i}")
+        close(pattern, cache[f"layers.{i}.attn.pattern"], f"pattern point, layer {i}")

@@ -9,7 +9,7 @@ import pytest
 import scipy.linalg
 import torch
 
-from interpret_shift.linalg import (
+from interpret_shift.core.linalg import (
     centre,
     match_components,
     orient,

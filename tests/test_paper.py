@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from interpret_shift.core.prompts import read_prompts, write_prompts
 from interpret_shift.errors import InterpretShiftError
-from interpret_shift.paper import (
+from interpret_shift.methods.saliency.paper import (
     Attribution,
     RestrictedUnpickler,
     attribution_instruction_mask,
@@ -31,7 +32,6 @@ from interpret_shift.paper import (
     read_final_dataset,
     sentence_spans,
 )
-from interpret_shift.prompts import read_prompts, write_prompts
 
 # GPL-3.0 data of the paper's authors, read in place beside the repository, never copied.
 DATA = Path(__file__).parents[1].parent / "shared" / "data" / "paper_release_mtbench"

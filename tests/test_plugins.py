@@ -10,12 +10,12 @@ import pytest
 from tiny import tiny_model, tiny_tokenizer
 
 from interpret_shift.cli import main
+from interpret_shift.core.explainer import run_explainer
+from interpret_shift.core.prompts import PromptRecord
+from interpret_shift.core.records import RecordStore
+from interpret_shift.core.subject import Subject
 from interpret_shift.errors import InterpretShiftError
-from interpret_shift.explainers import run_explainer
-from interpret_shift.plugin_manager import load_plugins
-from interpret_shift.prompts import PromptRecord
-from interpret_shift.records import RecordStore
-from interpret_shift.subject import Subject
+from interpret_shift.plugins import load_registry, register
 
 
 @pytest.fixture
@@ -32,15 +32,15 @@ def broken_plugin(tmp_path, monkeypatch):
 
 
 def test_builtins_register_through_the_hookspecs():
-    manager = load_plugins(autoload=False)
-    assert {"llama", "gpt2", "falcon", "phi3"} <= set(manager.adapters())
+    manager = load_registry(autoload=False)
+    assert {"llama", "gpt2", "falcon", "phi3"} <= {a.name for a in manager.adapters()}
     assert "builtin" in manager.provided()
 
 
 def test_the_example_plugin_is_found_by_entry_point_and_runs(tmp_path):
-    manager = load_plugins()
+    manager = load_registry()
     assert "logit-lens" in manager.explainers()
-    lens = manager.explainers()["logit-lens"]()
+    lens = manager.make_explainer("logit-lens")
     subject = Subject.from_model(tiny_model("llama"), tiny_tokenizer(), source="tiny-llama")
     prompts = [
         PromptRecord(id="p1", prompt="please translate the text"),
@@ -57,7 +57,7 @@ def test_the_example_plugin_is_found_by_entry_point_and_runs(tmp_path):
 
 
 def test_a_broken_plugin_is_reported_not_fatal(broken_plugin):
-    manager = load_plugins()
+    manager = load_registry()
     assert "missing dependency" in manager.failures[broken_plugin]
     assert "logit-lens" in manager.explainers()  # the others still load
 
@@ -65,25 +65,25 @@ def test_a_broken_plugin_is_reported_not_fatal(broken_plugin):
 def test_strict_mode_makes_a_broken_plugin_fatal(broken_plugin, monkeypatch):
     monkeypatch.setenv("INTERPRET_SHIFT_STRICT_PLUGINS", "1")
     with pytest.raises(InterpretShiftError, match="broken"):
-        load_plugins()
+        load_registry()
 
 
 def test_autoload_can_be_disabled(broken_plugin, monkeypatch):
     monkeypatch.setenv("INTERPRET_SHIFT_NO_PLUGINS", "1")
-    manager = load_plugins()
+    manager = load_registry()
     assert not manager.failures and "logit-lens" not in manager.explainers()
 
 
 def test_a_plugin_can_add_an_adapter(tmp_path, monkeypatch):
-    from interpret_shift.adapters import Point
-    from interpret_shift.adapters.tables import LLAMA
+    from interpret_shift.core.adapters import Point
+    from interpret_shift.core.adapters.tables import LLAMA
 
     package = tmp_path / "my_adapter_plugin.py"
     package.write_text(
         textwrap.dedent("""
         import dataclasses
-        from interpret_shift.adapters.tables import LLAMA
-        from interpret_shift.hookspecs import hookimpl
+        from interpret_shift.core.adapters.tables import LLAMA
+        from interpret_shift.plugins.hookspecs import hookimpl
 
         MY = dataclasses.replace(LLAMA, name="my-llama", architectures=("MyLlamaForCausalLM",),
                                  model_types=())
@@ -94,22 +94,58 @@ def test_a_plugin_can_add_an_adapter(tmp_path, monkeypatch):
     """)
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    manager = load_plugins(autoload=False)
+    manager = load_registry(autoload=False)
     import my_adapter_plugin
 
-    manager.pm.register(my_adapter_plugin)
-    assert manager.adapters()["my-llama"].points["attn.q"] == Point("self_attn.q_proj")
+    register(manager, "my_adapter_plugin", lambda: my_adapter_plugin)
+    adapters = {a.name: a for a in manager.adapters()}
+    assert adapters["my-llama"].points["attn.q"] == Point("self_attn.q_proj")
     assert LLAMA.name == "llama"
 
 
 def test_plugins_command_lists_providers_and_failures(broken_plugin, capsys):
-    from interpret_shift import plugin_manager
-
-    plugin_manager.plugin_manager.cache_clear()
-    try:
-        assert main(["plugins", "--json"]) == 0
-    finally:
-        plugin_manager.plugin_manager.cache_clear()
+    assert main(["plugins", "--json"]) == 0
     listing = json.loads(capsys.readouterr().out)
     assert listing["plugins"]["logit_lens"]["explainers"] == ["logit-lens"]
     assert "broken" in listing["failed"]
+
+
+def test_a_misspelled_hook_is_reported_by_plugin_name():
+    import types
+
+    from interpret_shift import hookimpl
+    from interpret_shift.plugins import register
+
+    plugin = types.SimpleNamespace(interpret_shift_explainer=hookimpl(lambda: []))  # no "s"
+    registry = load_registry(autoload=False)
+    register(registry, "typo", lambda: plugin)
+    assert "interpret_shift_explainer" in registry.failures["typo"]
+    assert not registry.pm.has_plugin("typo")  # unregistered: the rest keeps working
+    assert "saliency" in registry.explainers()
+
+
+def test_an_invalid_item_is_skipped_and_named_or_fatal_when_strict():
+    import dataclasses
+    import types
+
+    from interpret_shift import DiffMetric, PluginError, hookimpl
+    from interpret_shift.core.adapters.tables import LLAMA
+    from interpret_shift.plugins import register
+
+    broken = dataclasses.replace(LLAMA, name="broken", architectures=(), model_types=())
+    nowhere = DiffMetric(name="nowhere", compute=lambda a, b, c: {})  # applies to nothing
+    plugin = types.SimpleNamespace(
+        interpret_shift_adapters=hookimpl(lambda: [broken]),
+        interpret_shift_diff_metrics=hookimpl(lambda: [nowhere]),
+    )
+    registry = load_registry(autoload=False)
+    register(registry, "bad", lambda: plugin)
+    names = {a.name for a in registry.adapters()}
+    assert "broken" not in names and "llama" in names  # model loading still works
+    assert "matches no architecture" in registry.failures["bad"]
+    registry.diff_metrics_for("saliency", "token_attribution")
+    assert "exactly one of" in registry.failures["bad"]
+    strict = load_registry(autoload=False, strict=True)
+    register(strict, "bad", lambda: plugin)
+    with pytest.raises(PluginError, match="bad"):
+        strict.adapters()

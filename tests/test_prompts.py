@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from interpret_shift.core.prompts import PromptRecord, read_prompts, token_mask, write_prompts
 from interpret_shift.errors import InterpretShiftError
-from interpret_shift.prompts import PromptRecord, read_prompts, token_mask, write_prompts
 
 EXAMPLE = {
     "id": "syn-0007",

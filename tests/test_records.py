@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from tiny import tiny_model
 
+from interpret_shift.core.explainer import Explainer, run_explainer
+from interpret_shift.core.records import Explanation, RecordStore, record_files
+from interpret_shift.core.subject import Subject
 from interpret_shift.errors import InterpretShiftError
-from interpret_shift.explainers import Explainer, run_explainer
-from interpret_shift.records import Explanation, RecordStore, record_files
-from interpret_shift.subject import Subject
 
 
 def test_round_trip_keeps_arrays_and_metadata(tmp_path):
@@ -24,7 +24,7 @@ def test_round_trip_keeps_arrays_and_metadata(tmp_path):
     )
     record.save(tmp_path / "r")
     loaded = Explanation.load(tmp_path / "r")
-    assert loaded.kind == "demo" and loaded.data_kind == "unit_scalars"
+    assert loaded.explainer == "demo" and loaded.data_kind == "unit_scalars"
     np.testing.assert_array_equal(loaded.arrays["values"], record.arrays["values"])
     assert loaded.arrays["ids"].dtype == np.int64
     assert loaded.meta == {"words": ["a", "b"], "score": 0.5}
@@ -92,7 +92,7 @@ def test_an_interrupted_run_resumes_without_recomputing(tmp_path):
     assert list(results) == ["layer.0", "layer.1", "layer.2"]
     assert record_files(store.path("layer.0"))[0].stat().st_mtime_ns == first_write
     meta = json.loads(record_files(store.path("layer.2"))[0].read_text())["meta"]
-    assert meta["plugin"] == "counting" and meta["subject"]["adapter"] == "gpt2"
+    assert meta["explainer"] == "counting" and meta["subject"]["adapter"] == "gpt2"
     assert {"torch", "transformers", "python"} <= set(meta["versions"])
 
 

@@ -16,13 +16,13 @@ from tiny import VOCAB, tiny_model
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
+from interpret_shift.core.explainer import run_explainer
+from interpret_shift.core.prompts import PromptRecord
+from interpret_shift.core.records import RecordStore
+from interpret_shift.core.subject import Subject
 from interpret_shift.errors import InterpretShiftError
-from interpret_shift.explainers import run_explainer
-from interpret_shift.explainers import saliency as saliency_module
-from interpret_shift.explainers.saliency import SaliencyExplainer, gradient_x_input
-from interpret_shift.prompts import PromptRecord
-from interpret_shift.records import RecordStore
-from interpret_shift.subject import Subject
+from interpret_shift.methods.saliency import explainer as saliency_module
+from interpret_shift.methods.saliency.explainer import SaliencyExplainer, gradient_x_input
 
 FAMILIES = ["llama", "gpt2", "gpt_neox", "gemma2", "qwen3", "phi3", "opt", "falcon"]
 TARGETS = ["prob", "logprob", "logit"]
@@ -195,7 +195,7 @@ def test_generated_responses_are_greedy_and_explained_exactly(family):
         assert record.meta["response_source"] == "generated"
         assert record.meta["response"] == subj.tokenizer.decode(response)
         expected = reference(subj.model, ids, response, "prob")
-        assert_close(record.arrays["saliency"], expected, rtol=1e-5)
+        assert_close(record.arrays["attribution"], expected, rtol=1e-5)
 
 
 def test_given_response_record_and_masks():
@@ -206,7 +206,7 @@ def test_given_response_record_and_masks():
     ((key, record),) = SaliencyExplainer(target="logit").explain(subj, ["p"], [prompt])
     arrays, meta = record.arrays, record.meta
     tokens = np.array(meta["tokens"], dtype=object)
-    assert key == "p" and record.kind == "saliency" and record.data_kind == "token_attribution"
+    assert key == "p" and record.explainer == "saliency" and record.data_kind == "token_attribution"
     assert meta["chat_template_used"] and meta["text"] == f"<|user|>{text}<|end|><|assistant|>"
     assert "".join(tokens[arrays["prompt_mask"]]) == text
     assert "".join(tokens[arrays["instruction_mask"]]) == "Translate to French"
@@ -214,10 +214,10 @@ def test_given_response_record_and_masks():
     assert tokens[0] == "<|user|>" and not arrays["prompt_mask"][[0, -2, -1]].any()
     assert meta["response_tokens"] == list("le chat") and meta["response"] == "le chat"
     assert (meta["group"], meta["rating"], meta["target"]) == ("g", 3, "logit")
-    assert arrays["saliency"].dtype == np.float32
-    assert arrays["saliency"].shape == (len(arrays["input_ids"]), len(arrays["response_ids"]))
+    assert arrays["attribution"].dtype == np.float32
+    assert arrays["attribution"].shape == (len(arrays["input_ids"]), len(arrays["response_ids"]))
     ids, response = arrays["input_ids"].tolist(), arrays["response_ids"].tolist()
-    assert_close(arrays["saliency"], reference(subj.model, ids, response, "logit"))
+    assert_close(arrays["attribution"], reference(subj.model, ids, response, "logit"))
 
 
 @pytest.mark.parametrize("bos", [False, True])
@@ -253,7 +253,7 @@ def test_empty_response_gives_an_empty_matrix():
     ((_, record),) = SaliencyExplainer().explain(
         subj, ["p"], [PromptRecord("p", "Hi", response="")]
     )
-    assert record.arrays["saliency"].shape == (len(record.arrays["input_ids"]), 0)
+    assert record.arrays["attribution"].shape == (len(record.arrays["input_ids"]), 0)
 
 
 # -- errors --------------------------------------------------------------------------------
@@ -334,7 +334,7 @@ def test_an_interrupted_run_resumes_at_the_next_prompt(tmp_path, monkeypatch):
     assert [file.stat().st_mtime_ns for file in files] == [10**9, 10**9]
     again = real(subj.model, [(results["p0"].arrays["input_ids"].tolist(),
                                results["p0"].arrays["response_ids"].tolist())])[0][0]  # fmt: skip
-    np.testing.assert_array_equal(results["p0"].arrays["saliency"], again)
+    np.testing.assert_array_equal(results["p0"].arrays["attribution"], again)
 
 
 # -- a real model ----------------------------------------------------------------------------
@@ -351,7 +351,7 @@ def test_smollm2_instruct_completes_and_maps_spans(smollm2):
     for key, prompt in zip(records, prompts):
         arrays, meta = records[key].arrays, records[key].meta
         assert meta["chat_template_used"] and "<|im_start|>user\n" in meta["text"]
-        assert np.isfinite(arrays["saliency"]).all() and np.abs(arrays["saliency"]).max() > 0
+        assert np.isfinite(arrays["attribution"]).all() and np.abs(arrays["attribution"]).max() > 0
         assert decode(arrays["input_ids"][arrays["prompt_mask"]]) == prompt.prompt
         assert prompt.prompt[slice(*prompt.instruction_spans[0])] in decode(
             arrays["input_ids"][arrays["instruction_mask"]])  # fmt: skip
@@ -361,5 +361,5 @@ def test_smollm2_instruct_completes_and_maps_spans(smollm2):
     # The first response token's column, against one plain backward on the real model.
     ids, response = given["input_ids"].tolist(), given["response_ids"].tolist()
     expected = reference(smollm2.model, ids, response[:1], "prob")[:, 0]
-    np.testing.assert_allclose(given["saliency"][:, 0], expected, rtol=1e-4,
+    np.testing.assert_allclose(given["attribution"][:, 0], expected, rtol=1e-4,
                                atol=1e-4 * np.abs(expected).max())  # fmt: skip

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from interpret_shift.analysis import t_test
-from interpret_shift.analysis.saliency import (
+from interpret_shift.core.stats import t_test
+from interpret_shift.methods.saliency.analysis import (
     WelchResult,
     density,
     instruction_score,

@@ -11,8 +11,8 @@ from tiny import tiny_model, tiny_tokenizer, tokens
 from transformers import AutoConfig
 
 from interpret_shift.cli import main
+from interpret_shift.core.subject import load_subject
 from interpret_shift.errors import InterpretShiftError
-from interpret_shift.subject import load_subject
 
 
 @pytest.fixture
@@ -109,7 +109,7 @@ def test_tiny_tokens_helper_stays_in_vocab():
 
 def test_demo_names_resolve_to_the_package_folder_or_say_what_is_missing(tmp_path, monkeypatch):
     from interpret_shift import demo
-    from interpret_shift.subject import _demo_dir
+    from interpret_shift.core.subject import _demo_dir
 
     with pytest.raises(InterpretShiftError, match="demo:base or demo:tuned"):
         _demo_dir("large")

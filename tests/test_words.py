@@ -12,16 +12,16 @@ import torch
 from conftest import SHARED_DATA
 from tiny import tiny_model
 
+from interpret_shift.core.subject import Subject
 from interpret_shift.errors import InterpretShiftError
-from interpret_shift.similarity import (
+from interpret_shift.lexicon.similarity import (
     ModelEmbedding,
     SentenceTransformer,
     StaticVectors,
     _pool,
     thresholds,
 )
-from interpret_shift.subject import Subject
-from interpret_shift.words import (
+from interpret_shift.lexicon.words import (
     INSTRUCTION_VERBS,
     STOP_WORDS,
     FileWords,

@@ -155,7 +155,7 @@ def tiny_model(family: str, seed: int = 0, attn: str = "eager"):
         for name, parameter in model.named_parameters():
             if "norm" in name or "ln" in name:
                 parameter.add_(torch.randn_like(parameter) * 0.3)
-    return model.eval()
+    return model.eval().requires_grad_(False)  # a study subject: inputs get gradients, not weights
 
 
 def tokens(batch: int = 2, length: int = 7, seed: int = 1) -> torch.Tensor:

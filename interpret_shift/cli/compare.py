@@ -9,10 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 from interpret_shift.cli.options import add_model_options, load_from_args
-from interpret_shift.compare import DEFAULT_EXPLAINERS, compare, load_prompt_set, make_explainer
-from interpret_shift.errors import InterpretShiftError
-from interpret_shift.explainers import run_explainer
-from interpret_shift.records import RecordStore
+from interpret_shift.errors import InputError
 
 
 def register(subparsers) -> None:
@@ -27,8 +24,19 @@ def register(subparsers) -> None:
         "--base", required=True, help="base model (folder, hub id, .gguf, demo:base)"
     )
     parser.add_argument("--tuned", required=True, help="tuned model (… or demo:tuned)")
+    parser.add_argument(
+        "--base-weights",
+        default=None,
+        metavar="DIR",
+        help="safetensors checkpoint of the base model to stream weights from",
+    )
+    parser.add_argument(
+        "--tuned-weights",
+        default=None,
+        metavar="DIR",
+        help="safetensors checkpoint of the tuned model to stream weights from",
+    )
     _common(parser)
-    parser.add_argument("--annotator", default="lexical", help="FFN concept annotator")
     parser.set_defaults(func=run_compare)
 
     explain = subparsers.add_parser(
@@ -37,6 +45,12 @@ def register(subparsers) -> None:
         description="Run the chosen explainers on MODEL and write their records to OUT.",
     )
     explain.add_argument("model")
+    explain.add_argument(
+        "--weights",
+        default=None,
+        metavar="DIR",
+        help="safetensors checkpoint of the model to stream weights from",
+    )
     _common(explain)
     explain.set_defaults(func=run_explain)
 
@@ -45,12 +59,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompts", default="demo", help="JSONL prompt set, or 'demo'")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument(
-        "--explainers", default=",".join(DEFAULT_EXPLAINERS),
-        help=f"comma-separated (default {','.join(DEFAULT_EXPLAINERS)})",
+        "--explainers", default=None,
+        help="comma-separated explainer names (default: the built-in ones)",
     )  # fmt: skip
     parser.add_argument(
         "--set", action="append", default=[], metavar="EXPLAINER.OPTION=VALUE",
-        help="an explainer option, e.g. saliency.max_new_tokens=16 (value parsed as JSON)",
+        help="an option of an explainer or its diff metrics, e.g. saliency.max_new_tokens=16 "
+        "or ffn.annotator=local-llm (value parsed as JSON)",
     )  # fmt: skip
     parser.add_argument("--force", action="store_true", help="recompute finished results")
     add_model_options(parser)
@@ -62,7 +77,7 @@ def parse_options(pairs: list[str]) -> dict[str, dict]:
         key, sep, value = pair.partition("=")
         explainer, dot, option = key.partition(".")
         if not (sep and dot and explainer and option):
-            raise InterpretShiftError(
+            raise InputError(
                 f"--set {pair!r} is not of the form EXPLAINER.OPTION=VALUE.",
                 "For example: --set saliency.max_new_tokens=16",
             )
@@ -74,31 +89,42 @@ def parse_options(pairs: list[str]) -> dict[str, dict]:
     return options
 
 
-def _explainers(args) -> list[str]:
+def _explainers(args) -> list[str] | None:
+    if args.explainers is None:
+        return None
     return [name.strip() for name in args.explainers.split(",") if name.strip()]
 
 
 def run_compare(args: argparse.Namespace) -> int:
+    from interpret_shift.pipeline import compare, load_prompt_set
+    from interpret_shift.plugins import load_registry
+
+    registry = load_registry()
     options = parse_options(args.set)
     prompts = load_prompt_set(args.prompts)
     console = Console(stderr=True)
     with console.status("loading the two models"):
-        base = load_from_args(args.base, args, label="base")
-        tuned = load_from_args(args.tuned, args, label="tuned")
-    summary = compare(base, tuned, prompts, args.out, explainers=_explainers(args),
-                      options=options, annotator=args.annotator, force=args.force,
+        base = load_from_args(args.base, args, registry, label="base", weights=args.base_weights)
+        tuned = load_from_args(args.tuned, args, registry, label="tuned",
+                               weights=args.tuned_weights)  # fmt: skip
+    compare(base, tuned, prompts, args.out, registry=registry,
+                      explainers=_explainers(args), options=options, force=args.force,
                       console=console)  # fmt: skip
     console.print(f"report: {args.out / 'report.html'}")
-    return 0 if summary else 1
+    return 0
 
 
 def run_explain(args: argparse.Namespace) -> int:
+    from interpret_shift.pipeline import explain, load_prompt_set
+    from interpret_shift.plugins import load_registry
+
+    registry = load_registry()
     options = parse_options(args.set)
     prompts = load_prompt_set(args.prompts)
-    subject = load_from_args(args.model, args)
-    for name in _explainers(args):
-        explainer = make_explainer(name, options.get(name, {}))
-        store = RecordStore(args.out / "records" / name / subject.label)
-        run_explainer(explainer, subject, prompts, store, force=args.force)
-        Console(stderr=True).print(f"{name}: {len(store.keys())} records in {store.folder}")
+    subject = load_from_args(args.model, args, registry, weights=args.weights)
+    results = explain(subject, prompts, args.out, registry=registry,
+                      explainers=_explainers(args), options=options, force=args.force)  # fmt: skip
+    for name, records in results.items():
+        folder = args.out / "records" / name / subject.label
+        Console(stderr=True).print(f"{name}: {len(records)} records in {folder}")
     return 0

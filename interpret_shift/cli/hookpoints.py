@@ -8,8 +8,6 @@ import json
 from rich.console import Console
 from rich.table import Table
 
-from interpret_shift.subject import load_layout
-
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -26,9 +24,12 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    layout = load_layout(
-        args.model, gguf_file=args.gguf_file, trust_remote_code=args.trust_remote_code
-    )
+    from interpret_shift.core.subject import load_layout
+    from interpret_shift.plugins import load_registry
+
+    layout = load_layout(args.model, gguf_file=args.gguf_file,
+                         trust_remote_code=args.trust_remote_code,
+                         adapters=load_registry().adapters())  # fmt: skip
     if args.json:
         print(json.dumps(layout.names))
         return 0
@@ -37,9 +38,9 @@ def run(args: argparse.Namespace) -> int:
     table.add_column("module")
     table.add_column("reads")
     for name in layout.names:
-        kind, layer = layout.split(name)
-        point = layout.entry(kind, layer)
+        role, layer = layout.split(name)
+        point = layout.entry(role, layer)
         reads = point.io + (f" [{point.part} of {point.fused}]" if point.fused else "")
-        table.add_row(name, layout.module_path(kind, layer) or "(layer)", reads)
+        table.add_row(name, layout.module_path(role, layer) or "(layer)", reads)
     Console().print(table)
     return 0

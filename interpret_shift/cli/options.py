@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from interpret_shift.subject import DTYPES, Subject, load_subject
+#: The dtypes a model may be loaded in (interpret_shift.core.subject.DTYPES).
+DTYPES = ("float32", "bfloat16", "float16")
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -18,9 +19,15 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def load_from_args(source: str, args: argparse.Namespace, label: str = "") -> Subject:
+def load_from_args(
+    source: str, args: argparse.Namespace, registry, label: str = "", weights: str | None = None
+):
+    from interpret_shift.core.subject import load_subject
+
     return load_subject(
         source,
+        weights_from=weights,
+        adapters=registry.adapters(),
         dtype=args.dtype,
         device_map=args.device_map,
         gguf_file=args.gguf_file,

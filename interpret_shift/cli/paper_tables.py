@@ -9,8 +9,6 @@ import math
 from rich.console import Console
 from rich.table import Table
 
-from interpret_shift.paper import BASE_DIR, TUNED_DIR, PaperTables, compute_tables
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -26,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--results",
         required=True,
         metavar="DIR",
-        help=f"folder holding {BASE_DIR}/ and {TUNED_DIR}/ with one <ID>.pkl per prompt",
+        help="folder holding the released ifa_llama_7b/ and ifa_vicuna_7b/ folders (one <ID>.pkl per prompt)",
     )
     parser.add_argument("--prompts", required=True, metavar="TSV", help="FinalDataset.tsv")
     parser.add_argument("--ratings", required=True, metavar="TSV", help="AnnotatedDataset.tsv")
@@ -42,7 +40,7 @@ def _p_value(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.3g}"
 
 
-def _render(tables: PaperTables, console: Console) -> None:
+def _render(tables, console: Console) -> None:
     table1 = Table(
         title="Table 1: Vicuna, followed vs unfollowed", caption="H1: followed > unfollowed"
     )
@@ -63,6 +61,8 @@ def _render(tables: PaperTables, console: Console) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from interpret_shift.methods.saliency.paper import compute_tables
+
     tables = compute_tables(args.results, args.prompts, args.ratings)
     if args.json:
         print(json.dumps(tables.to_json()))

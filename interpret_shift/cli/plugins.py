@@ -8,8 +8,6 @@ import json
 from rich.console import Console
 from rich.table import Table
 
-from interpret_shift.plugin_manager import plugin_manager
-
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("plugins", help="list loaded plugins and what they provide")
@@ -18,7 +16,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    manager = plugin_manager()
+    from interpret_shift.plugins import load_registry
+
+    manager = load_registry()
     provided = manager.provided()
     if args.json:
         print(json.dumps({"plugins": provided, "failed": manager.failures}))

@@ -1,52 +1,41 @@
-"""The diff engine: compares two models' records of one explainer, by data kind.
+"""The diff engine: compares two models' records of one explainer with the metrics given.
 
-A comparison is a :class:`DiffMetric` registered through the
-``interpret_shift_diff_metrics`` hook; the engine runs every metric registered for the
-records' data kind. It refuses to pair records that do not describe the same thing
-(kind, prompts, word lists) and says which field differs.
+It names no method: the caller (the pipeline, or your code) passes the
+:class:`~interpret_shift.core.method.DiffMetric` objects that apply, usually
+``registry.diff_metrics_for(explainer)``; without them, the generic metrics of the records'
+data kind run. It refuses to pair records that do not describe the same thing (explainer,
+prompts, word lists, options) and says which field differs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
-from interpret_shift.errors import InterpretShiftError
-from interpret_shift.records import Explanation
+from interpret_shift.core.method import DiffContext, DiffMetric, Records
+from interpret_shift.diff.generic import GENERIC_DIFF_METRICS
+from interpret_shift.errors import RecordError
 
-Records = Mapping[str, Explanation]
-
-
-@dataclass(frozen=True)
-class DiffMetric:
-    """``compute(base, tuned)`` takes two ``{key: record}`` maps, returns JSON-able results."""
-
-    name: str
-    data_kind: str
-    compute: Callable[[Records, Records], dict[str, Any]]
-    description: str = ""
-
+__all__ = ["DiffContext", "DiffMetric", "Records", "check_pairable", "diff_records"]
 
 #: Metadata fields that must agree for two records to be comparable.
-MUST_MATCH = ("kind", "data_kind", "prompt_ids", "word_list", "config")
+MUST_MATCH = ("explainer", "data_kind", "prompt_ids", "word_list", "config")
 
 
 def check_pairable(base: Records, tuned: Records) -> None:
     """Raise unless the two record sets describe the same items of the same explainer."""
     if set(base) != set(tuned):
         only = sorted(set(base) ^ set(tuned))[:5]
-        raise InterpretShiftError(
+        raise RecordError(
             f"The two models' records cover different items (e.g. {only}).",
             "Run the explainer on both models with the same prompts and options.",
         )
     for key in base:
         a, b = base[key], tuned[key]
         for field in MUST_MATCH:
-            left = getattr(a, field, None) if field in ("kind", "data_kind") else a.meta.get(field)
-            right = getattr(b, field, None) if field in ("kind", "data_kind") else b.meta.get(field)
+            left, right = _field(a, field), _field(b, field)
             if left != right:
-                raise InterpretShiftError(
+                raise RecordError(
                     f"Records {key!r} differ in {field}: base {_short(left)} vs tuned "
                     f"{_short(right)}; they cannot be compared.",
                     "Explain both models with the same explainer, prompts, word list and "
@@ -55,22 +44,24 @@ def check_pairable(base: Records, tuned: Records) -> None:
 
 
 def diff_records(
-    base: Records, tuned: Records, metrics: Mapping[str, DiffMetric] | None = None
+    base: Records,
+    tuned: Records,
+    metrics: Iterable[DiffMetric] | None = None,
+    context: DiffContext | None = None,
 ) -> dict[str, Any]:
-    """Run every metric registered for the records' data kind."""
+    """Run each metric on the two record sets; ``{metric name: its result}``."""
     check_pairable(base, tuned)
     if not base:
         return {}
-    data_kind = next(iter(base.values())).data_kind
+    first = next(iter(base.values()))
     if metrics is None:
-        from interpret_shift.plugin_manager import plugin_manager
+        metrics = [m for m in GENERIC_DIFF_METRICS if m.data_kind == first.data_kind]
+    context = context or DiffContext(first.explainer)
+    return {metric.name: metric.compute(base, tuned, context) for metric in metrics}
 
-        metrics = plugin_manager().diff_metrics()
-    return {
-        metric.name: metric.compute(base, tuned)
-        for metric in metrics.values()
-        if metric.data_kind == data_kind
-    }
+
+def _field(record, field: str) -> Any:
+    return getattr(record, field) if field in ("explainer", "data_kind") else record.meta.get(field)
 
 
 def _short(value: Any) -> str:

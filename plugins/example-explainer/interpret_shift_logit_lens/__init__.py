@@ -1,4 +1,5 @@
-"""A logit-lens explainer, as a separately installed plugin."""
+"""A logit-lens explainer with its own claims and report section, as a separately
+installed plugin: the whole of a method in one file (docs/writing-a-plugin.md)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,17 @@ import dataclasses
 import numpy as np
 import torch
 
-from interpret_shift.explainers import Explainer
-from interpret_shift.hookspecs import hookimpl
-from interpret_shift.records import Explanation
+from interpret_shift import Claim, Claims, Explainer, Explanation, ReportSection, hookimpl
+from interpret_shift.core.render import plots
+from interpret_shift.core.render.html import escape, figure, p_cell, table
+from interpret_shift.core.render.numbers import num
 
 
 class LogitLens(Explainer):
     """Per layer: probability of the model's final next-token prediction, read early."""
 
     name = "logit-lens"
-    data_kind = "unit_scalars"
+    data_kind = "unit_scalars"  # compared by the generic per-unit metric ("paired-units")
     needs = frozenset({"prompts", "hook_points"})
     description = "probability of the final prediction when each layer's residual is decoded"
 
@@ -44,7 +46,7 @@ class LogitLens(Explainer):
             yield (
                 key,
                 Explanation(
-                    kind=self.name,
+                    explainer=self.name,
                     data_kind=self.data_kind,
                     arrays={"values": probs[:, target].cpu().numpy().astype(np.float32)},
                     meta={
@@ -55,6 +57,65 @@ class LogitLens(Explainer):
             )
 
 
+def first_confident_layer(means: list, level: float = 0.5) -> int | None:
+    """The first layer whose mean read-out probability reaches ``level``."""
+    return next((i for i, m in enumerate(means) if m is not None and m >= level), None)
+
+
+def lens_claims(diff: dict) -> list[Claim]:
+    tests = (diff.get("paired-units") or {}).get("units") or []
+    if not tests:
+        return []
+    base = first_confident_layer([t["mean_base"] for t in tests])
+    tuned = first_confident_layer([t["mean_tuned"] for t in tests])
+    text = (
+        f"The final prediction becomes likely (p ≥ 0.5 on average) at layer "
+        f"{'never' if base is None else base} in the base model and "
+        f"{'never' if tuned is None else tuned} in the tuned model."
+    )
+    return [Claim(text, "logit-lens-layers", n=tests[0]["n"])]
+
+
+def lens_section(diff: dict, context) -> str:
+    tests = diff["paired-units"]["units"]
+    png = plots.paired_values(
+        [t["unit"] for t in tests],
+        [t["mean_base"] for t in tests],
+        [t["mean_tuned"] for t in tests],
+        "p(final prediction)",
+    )
+    caption = (
+        f"Mean probability, over {escape(tests[0]['n'])} prompts, of each model's final "
+        "next-token prediction when the residual stream after each layer is decoded."
+    )
+    rows = [
+        [escape(t["unit"]), num(t["mean_base"]), num(t["mean_tuned"]), p_cell(t["p"])]
+        for t in tests
+    ]
+    return figure(png, "logit lens per layer, base vs tuned", caption) + table(
+        ["layer", "base", "tuned", "p (paired t-test)"], rows
+    )
+
+
 @hookimpl
 def interpret_shift_explainers():
     return [LogitLens]
+
+
+@hookimpl
+def interpret_shift_claims():
+    return [Claims(explainer="logit-lens", name="logit-lens-claims", make=lens_claims)]
+
+
+@hookimpl
+def interpret_shift_report_sections():
+    return [
+        ReportSection(
+            explainer="logit-lens",
+            id="logit-lens-layers",
+            title="Logit lens",
+            keys=("paired-units",),
+            build=lens_section,
+            lede="How early in the layers each model settles on its answer.",
+        )
+    ]

@@ -1,0 +1,1 @@
+"""The core: adapters, hooks, weights, subjects, records, prompts, views and the method contract."""

@@ -1,0 +1,1 @@
+"""The ffn method: explainer, analyses, diff metrics, claims and report section."""

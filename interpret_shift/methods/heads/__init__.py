@@ -1,0 +1,1 @@
+"""The heads method: explainer, analyses, diff metrics, claims and report section."""

@@ -1,0 +1,48 @@
+"""What the weight-only explainers (heads, FFN) share: one record per layer, weights read
+from the subject (its loaded model, or the checkpoint it streams from), and a word list
+named in the config."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+from interpret_shift.core.explainer import Explainer
+from interpret_shift.core.resources import Resources
+from interpret_shift.errors import InputError
+from interpret_shift.lexicon.words import WordList
+
+
+class LayerExplainer(Explainer):
+    """Base for explainers whose ``Config`` has ``layers`` and ``words``.
+
+    A :class:`WordList` object may be passed as ``word_list`` instead of naming a provider;
+    its name and a digest of its words are then recorded as ``words``, so a resumed run
+    cannot mix word lists. Where the weights come from is the subject's business
+    (``Subject.weights_from``), never the explainer's.
+    """
+
+    needs = frozenset({"weights"})
+
+    def __init__(
+        self, resources: Resources | None = None, word_list: WordList | None = None, **options
+    ) -> None:
+        if word_list is not None:
+            options.setdefault("words", f"{word_list.name}:{words_digest(word_list.words)}")
+        super().__init__(resources, **options)
+        self.word_list = word_list
+
+    def items(self, subject, prompts: Sequence = ()) -> list[str]:
+        n_layers = subject.weights.layout.n_layers
+        layers = range(n_layers) if self.config.layers is None else self.config.layers
+        bad = [layer for layer in layers if not 0 <= layer < n_layers]
+        if bad:
+            raise InputError(
+                f"Layer {bad[0]} does not exist: the model has {n_layers} layers.",
+                f"Choose layers between 0 and {n_layers - 1}.",
+            )
+        return [f"layer.{layer}" for layer in layers]
+
+
+def words_digest(words: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(words).encode()).hexdigest()[:16]

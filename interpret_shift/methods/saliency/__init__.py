@@ -1,0 +1,1 @@
+"""The saliency method: explainer, analyses, diff metrics, claims and report section."""

@@ -1,0 +1,304 @@
+"""Saliency: gradient x input of every response token w.r.t. the prompt tokens (DESIGN §3.1).
+
+For prompt tokens x_1..x_n with input embeddings E (the embedding module's output, i.e.
+exactly what enters the first layer) and response tokens y_1..y_m, the record holds
+
+    s[i, j] = sum_d  d target(y_j | x, y_<j) / d E[i, d]  *  E[i, d]
+
+with target the softmax probability (the paper's), the log-probability or the logit.
+
+Every response token needs its own gradient. Instead of one Python-level backward per
+token, :func:`gradient_x_input` does, per chunk of response positions, one forward of the
+batch of prompts (cut after the chunk's last target) and one *batched* backward: the
+one-hot cotangents of the chunk's targets are pushed through the graph together
+(``autograd.grad(..., is_grads_batched=True)``, i.e. vmap over the backward), so each
+gradient is exactly that of its own target, with large matrix products and no Python loop
+over tokens. See docs/saliency.md for why this beats replicating the sequence per target.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from interpret_shift.core.explainer import Explainer
+from interpret_shift.core.prompts import PromptRecord, Span, render_chat, token_mask
+from interpret_shift.core.records import Explanation
+from interpret_shift.errors import InterpretShiftError
+
+
+def _pick(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    return logits.gather(-1, tokens[..., None])[..., 0]
+
+
+#: target name -> f(float32 logits (..., vocab), token ids (...)) -> value (...)
+TARGETS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "prob": lambda logits, y: _pick(logits.softmax(-1), y),
+    "logprob": lambda logits, y: _pick(logits.log_softmax(-1), y),
+    "logit": _pick,
+}
+_MARKER = "\ue000"  # a private-use character: where the user's text goes in a chat template
+
+
+# -- the gradient core -------------------------------------------------------------------
+def gradient_x_input(
+    model: nn.Module,
+    sequences: Sequence[tuple[Sequence[int], Sequence[int]]],
+    target: str = "prob",
+    target_chunk: int = 16,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Raw saliency of a batch of (input ids, response ids) pairs.
+
+    Returns per pair ``(s, values)``: ``s`` float32 (n inputs, m response tokens) and the
+    target's value per response token (m,). Response positions are done ``target_chunk``
+    at a time; memory grows with ``len(sequences) * target_chunk`` backward passes' worth
+    of activations.
+    """
+    prompts = [torch.as_tensor(p, dtype=torch.long) for p, _ in sequences]
+    responses = [torch.as_tensor(r, dtype=torch.long) for _, r in sequences]
+    saliency = [np.zeros((len(p), len(r)), np.float32) for p, r in zip(prompts, responses)]
+    values = [np.zeros(len(r), np.float32) for r in responses]
+    for start in range(0, max(map(len, responses), default=0), target_chunk):
+        rows = [b for b, response in enumerate(responses) if len(response) > start]
+        chunk = [(prompts[b], responses[b][: start + target_chunk]) for b in rows]
+        s, t = _chunk_saliency(model, chunk, start, target)
+        for row, b in enumerate(rows):
+            n, stop = len(prompts[b]), len(chunk[row][1])
+            saliency[b][:, start:stop] = s[row, : stop - start, :n].T
+            values[b][start:stop] = t[row, : stop - start]
+    return list(zip(saliency, values))
+
+
+def _chunk_saliency(
+    model: nn.Module, chunk: list[tuple[torch.Tensor, torch.Tensor]], start: int, target: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Targets ``start:`` of (prompt, response cut after the chunk) pairs, in one forward and
+    one vmapped backward: s (rows, targets, prompt positions) and the targets' values."""
+    embed = model.get_input_embeddings()
+    device = embed.weight.device
+    wide = torch.promote_types(embed.weight.dtype, torch.float32)  # bf16 models: float32 maths
+    n = torch.tensor([len(p) for p, _ in chunk])
+    m = torch.tensor([len(r) for _, r in chunk])
+    j = torch.arange(start, int(m.max()))
+    valid = j < m[:, None]  # (rows, k): some responses end inside the chunk
+    where = torch.where(valid, n[:, None] + j - 1, 0)  # target j is predicted at n + j - 1
+    tokens = torch.stack([r[j.clamp(max=len(r) - 1)] for _, r in chunk])
+    # The last target is never an input. Right padding: causal attention never looks ahead,
+    # so no row sees its padding and positions need no shifting.
+    fed = [torch.cat([p, r[:-1]]) for p, r in chunk]
+    ids = nn.utils.rnn.pad_sequence(fed, batch_first=True).to(device)
+    with torch.enable_grad():
+        E = embed(ids).detach().requires_grad_(True)
+        logits = model(inputs_embeds=E, logits_to_keep=where.to(device), use_cache=False).logits
+        t = TARGETS[target](logits.to(wide), tokens.to(device))  # (rows, k)
+        # Cotangent c selects target c of every row: one batched backward gives all k.
+        one_hot = torch.eye(len(j), device=device)[:, None, :] * valid.to(device)
+        (grad,) = torch.autograd.grad(t, E, one_hot, is_grads_batched=True)
+    width, E = int(n.max()), E.detach()
+    s = torch.einsum("crtd,rtd->rct", grad[:, :, :width].to(wide), E[:, :width].to(wide))
+    return s.float().cpu().numpy(), t.detach().float().cpu().numpy()
+
+
+@torch.no_grad()
+def greedy(model: nn.Module, ids: Sequence[int], max_new_tokens: int, stop: set[int]) -> list[int]:
+    """The model's own greedy continuation (argmax every step), without the stop token."""
+    device = model.get_input_embeddings().weight.device
+    step, past, new = torch.tensor([list(ids)], device=device), None, []
+    for _ in range(max_new_tokens):
+        output = model(input_ids=step, past_key_values=past, use_cache=True)
+        past, token = output.past_key_values, int(output.logits[0, -1].argmax())
+        if token in stop:
+            break
+        new.append(token)
+        step = torch.tensor([[token]], device=device)
+    return new
+
+
+# -- prompts to tokens -------------------------------------------------------------------
+@dataclasses.dataclass
+class Encoded:
+    """A prompt as the model reads it, and where the user's own text sits in it."""
+
+    prompt: PromptRecord
+    text: str  # what the tokenizer saw (chat template applied or not)
+    templated: bool
+    ids: list[int]
+    offsets: np.ndarray  # (n, 2) character offsets into ``text``
+    user: Span  # the user's prompt text, in ``text`` characters
+    shift: int  # text offset = prompt offset + shift
+    response: list[int] | None = None
+
+    def mask(self, spans: Sequence[Span]) -> np.ndarray:
+        start, stop = self.user
+        moved = [(max(a + self.shift, start), min(b + self.shift, stop)) for a, b in spans]
+        return token_mask(self.offsets, [(a, b) for a, b in moved if a < b])
+
+
+def encode(tokenizer, prompt: PromptRecord, chat_template: bool) -> Encoded:
+    """Format (chat template or raw text), tokenize with offsets, locate the user's text."""
+    if not prompt.prompt.strip():
+        raise InterpretShiftError(
+            f"Prompt {prompt.id!r} is empty.", "Give every prompt some text, or drop it."
+        )
+    templated = bool(chat_template and getattr(tokenizer, "chat_template", None))
+    text = render_chat(tokenizer, prompt.prompt) if templated else prompt.prompt
+    try:  # a text from a chat template already holds its special tokens
+        encoding = tokenizer(text, add_special_tokens=not templated, return_offsets_mapping=True)
+    except NotImplementedError as error:
+        raise InterpretShiftError(
+            "The saliency explainer maps prompt spans to tokens by character offsets, which "
+            f"this tokenizer ({type(tokenizer).__name__}) cannot report.",
+            "Load the model with its fast tokenizer (tokenizer.json).",
+        ) from error
+    user, shift = _locate(tokenizer, text, prompt) if templated else ((0, len(text)), 0)
+    response = None
+    if prompt.response is not None:
+        response = tokenizer(prompt.response, add_special_tokens=False).input_ids
+    offsets = np.asarray(encoding["offset_mapping"], dtype=np.int64).reshape(-1, 2)
+    return Encoded(prompt, text, templated, encoding.input_ids, offsets, user, shift, response)
+
+
+def _locate(tokenizer, text: str, prompt: PromptRecord) -> tuple[Span, int]:
+    """Where the template put the user's text: after what it renders before a marker."""
+    before = render_chat(tokenizer, _MARKER).split(_MARKER)[0]
+    raw = prompt.prompt
+    lead = len(raw) - len(raw.lstrip())
+    for body, skipped in ((raw, 0), (raw.strip(), lead)):  # templates may trim the text
+        if text.startswith(before) and text.startswith(body, len(before)):
+            return (len(before), len(before) + len(body)), len(before) - skipped
+    raise InterpretShiftError(
+        f"The chat template changes the text of prompt {prompt.id!r}, so its instruction "
+        "and context spans cannot be placed on tokens.",
+        "Run the saliency explainer with chat_template=false (e.g. --set "
+        "saliency.chat_template=false).",
+    )
+
+
+def max_positions(config) -> int | None:
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        if isinstance(getattr(config, name, None), int):
+            return getattr(config, name)
+    return None
+
+
+# -- the explainer -----------------------------------------------------------------------
+class SaliencyExplainer(Explainer):
+    """Which prompt tokens each response token depends on: gradient x input, per prompt."""
+
+    name = "saliency"
+    data_kind = "token_attribution"
+    needs = frozenset({"prompts", "gradients"})
+    description = "gradient x input of each response token's probability w.r.t. the prompt"
+
+    @dataclasses.dataclass
+    class Config:
+        target: str = "prob"  # prob (the paper's), logprob or logit
+        chat_template: bool = True  # format prompts with the tokenizer's template, if any
+        max_new_tokens: int = 64  # greedy response length when a prompt has none
+        batch_size: int = 1  # prompts per forward pass (memory grows with batch x chunk)
+        target_chunk: int = 16  # response positions per prompt per backward pass
+
+        def __post_init__(self) -> None:
+            if self.target not in TARGETS:
+                raise InterpretShiftError(
+                    f"Unknown saliency target {self.target!r}.",
+                    f"Use one of: {', '.join(TARGETS)}.",
+                )
+            for field in ("max_new_tokens", "batch_size", "target_chunk"):
+                if not isinstance(getattr(self, field), int) or getattr(self, field) < 1:
+                    raise InterpretShiftError(
+                        f"Saliency option {field} must be a positive integer, "
+                        f"not {getattr(self, field)!r}.",
+                        "Pass a whole number of 1 or more.",
+                    )
+
+    def items(self, subject, prompts: Sequence[PromptRecord]) -> list[str]:
+        return [prompt.id for prompt in prompts]
+
+    def explain(
+        self, subject, keys: Sequence[str], prompts: Sequence[PromptRecord]
+    ) -> Iterator[tuple[str, Explanation]]:
+        by_id = {prompt.id: prompt for prompt in prompts}
+        # Tokenize everything first, so that a bad prompt fails before any long work.
+        encoded = [encode(subject.tokenizer, by_id[key], self.config.chat_template) for key in keys]
+        limit = max_positions(subject.model.config)
+        for item in encoded:
+            _check_length(item, limit)
+        size = self.config.batch_size
+        for batch in (encoded[i : i + size] for i in range(0, len(encoded), size)):
+            for item in batch:
+                if item.response is None:
+                    item.response = self._generate(subject, item, limit)
+            pairs = [(item.ids, item.response) for item in batch]
+            results = gradient_x_input(
+                subject.model, pairs, self.config.target, self.config.target_chunk
+            )
+            for item, (s, values) in zip(batch, results):
+                yield item.prompt.id, self._record(subject, item, s, values)
+
+    def _generate(self, subject, item: Encoded, limit: int | None) -> list[int]:
+        """A greedy response, as long as the option and the model's positions allow."""
+        steps = self.config.max_new_tokens
+        if limit is not None:
+            steps = min(steps, limit - len(item.ids) + 1)  # its last token is never fed
+        return greedy(subject.model, item.ids, steps, _stop_tokens(subject))
+
+    def _record(self, subject, item: Encoded, s: np.ndarray, values: np.ndarray) -> Explanation:
+        tokenizer, prompt = subject.tokenizer, item.prompt
+        given = prompt.response is not None
+        bos = getattr(tokenizer, "bos_token_id", None)
+        arrays = {
+            "attribution": s,
+            "input_ids": np.asarray(item.ids, dtype=np.int64),
+            "response_ids": np.asarray(item.response, dtype=np.int64),
+            "offsets": item.offsets,
+            "prompt_mask": token_mask(item.offsets, [item.user]),
+            "instruction_mask": item.mask(prompt.instruction_spans),
+            "context_mask": item.mask(prompt.context_spans),
+            "target_values": values,
+        }
+        meta: dict[str, Any] = {
+            "prompt_id": prompt.id,
+            "group": prompt.group,
+            "rating": prompt.rating,
+            "target": self.config.target,
+            "text": item.text,
+            "chat_template_used": item.templated,
+            "prompt_start": item.user[0],
+            "prompt_shift": item.shift,
+            "bos": bool(item.ids) and bos is not None and item.ids[0] == bos,
+            "tokens": _token_strings(tokenizer, item.text, item.ids, item.offsets),
+            "response": prompt.response if given else tokenizer.decode(item.response),
+            "response_source": "given" if given else "generated",
+            "response_tokens": [tokenizer.decode([token]) for token in item.response],
+        }
+        return Explanation(self.name, self.data_kind, arrays, meta)
+
+
+def _check_length(item: Encoded, limit: int | None) -> None:
+    fed = len(item.ids) + max(len(item.response or ()) - 1, 0)  # the last token is never fed
+    if limit is not None and fed > limit:
+        what = "prompt" if item.response is None else "prompt and its response"
+        raise InterpretShiftError(
+            f"Prompt {item.prompt.id!r}: the {what} take {fed} tokens (with the chat template), "
+            f"more than the model's {limit} positions.",
+            "Shorten the prompt or response, or use a model with a longer context.",
+        )
+
+
+def _stop_tokens(subject) -> set[int]:
+    stop = {getattr(subject.tokenizer, "eos_token_id", None)}
+    configured = getattr(getattr(subject.model, "generation_config", None), "eos_token_id", None)
+    stop.update(configured if isinstance(configured, list) else [configured])
+    return {token for token in stop if token is not None}
+
+
+def _token_strings(tokenizer, text: str, ids: list[int], offsets: np.ndarray) -> list[str]:
+    """Each token as the text it covers; tokens covering none (BOS, ...) by their name."""
+    names = tokenizer.convert_ids_to_tokens(ids)
+    return [text[a:b] if b > a else name for name, (a, b) in zip(names, offsets.tolist())]

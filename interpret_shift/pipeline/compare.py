@@ -1,0 +1,233 @@
+"""``compare``: explain a base and a tuned model the same way, diff them, write a report.
+
+Output folder::
+
+    DIR/records/<explainer>/<base|tuned>/   one record per item (resumable)
+    DIR/diff/<explainer>.json              the diff metrics of that explainer
+    DIR/diff/model.json                    weight deltas and next-token KL
+    DIR/summary.json                       models, explainers, warnings and headline claims
+    DIR/report.html                        the self-contained report
+
+Everything that can be checked is checked before the first model runs: explainer names,
+their options, and that streamed weights belong to their model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from interpret_shift import demo
+from interpret_shift.core.explainer import Explainer, run_explainer
+from interpret_shift.core.files import write_json
+from interpret_shift.core.method import MODEL, DiffContext
+from interpret_shift.core.prompts import PromptRecord, read_prompts, render_chat
+from interpret_shift.core.records import RecordStore
+from interpret_shift.diff import diff_records
+from interpret_shift.diff.model import next_token_kl, weight_deltas
+from interpret_shift.errors import InputError
+from interpret_shift.plugins import Registry, load_registry
+from interpret_shift.report import print_summary, render_report
+
+SIDES = ("base", "tuned")
+
+
+def load_prompt_set(source: str | Path) -> list[PromptRecord]:
+    """A JSONL prompt file, or ``demo`` for the embedded pair's held-out prompts."""
+    if str(source) == "demo":
+        source = demo.prompts_path()
+        if not source.exists():
+            raise InputError(
+                f"The embedded demo prompts are not installed ({source} is missing).",
+                "Pass a JSONL prompt file with --prompts (format: docs/formats.md).",
+            )
+    return read_prompts(source)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What ``compare`` wrote: the output folder, its summary, the sections that draw it.
+
+    In a notebook it shows itself: the headline claims, then every report section.
+    """
+
+    out: Path
+    summary: dict[str, Any]
+    sections: tuple = ()
+
+    @property
+    def claims(self) -> list[dict[str, Any]]:
+        return self.summary["claims"]
+
+    def _repr_html_(self) -> str:
+        from interpret_shift.report import load_results
+        from interpret_shift.report.page import notebook_html
+
+        results = load_results(self.out)
+        return notebook_html(results.summary, results.diffs, self.sections)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One explainer, ready to run: the instance and the options of its diff metrics."""
+
+    explainer: Explainer
+    diff_options: dict[str, Any]
+
+
+def plan(
+    registry: Registry, names: Sequence[str] | None, options: dict[str, dict[str, Any]]
+) -> list[Planned]:
+    """Build every explainer (default: the built-in ones) and check every option before any
+    work starts."""
+    names = list(names) if names is not None else registry.builtin_explainers()
+    unknown = sorted(set(options) - set(names))
+    if unknown:
+        raise InputError(
+            f"--set names {unknown[0]!r}, which is not among the explainers run "
+            f"({', '.join(names)}).",
+            "Check the spelling, or add it to --explainers.",
+        )
+    planned = []
+    for name in names:
+        explainer = registry.make_explainer(name, options.get(name, {}))
+        _, diff_options = registry.split_options(type(explainer), options.get(name, {}))
+        planned.append(Planned(explainer, diff_options))
+    return planned
+
+
+def align_templates(base, tuned) -> list[str]:
+    """Feed both models the same text: the tuned model's chat template, if only it has one."""
+    warnings = []
+    if base.tokenizer.get_vocab() != tuned.tokenizer.get_vocab():
+        warnings.append("The two tokenizers differ: per-token comparisons are approximate "
+                        "and next-token KL is skipped.")  # fmt: skip
+    template_a = getattr(base.tokenizer, "chat_template", None)
+    template_b = getattr(tuned.tokenizer, "chat_template", None)
+    if template_b and not template_a:
+        base.tokenizer.chat_template = template_b
+        warnings.append("The base model has no chat template; both models were given the "
+                        "tuned model's template, so they read identical text.")  # fmt: skip
+    elif template_a != template_b:
+        warnings.append("The chat templates differ: each model reads its own template.")
+    return warnings
+
+
+def compare(
+    base,
+    tuned,
+    prompts: Sequence[PromptRecord],
+    out: str | Path,
+    *,
+    registry: Registry | None = None,
+    explainers: Sequence[str] | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
+    force: bool = False,
+    console: Console | None = None,
+) -> Comparison:
+    """Run everything on two loaded subjects; the summary is also in DIR/summary.json.
+
+    ``registry`` defaults to ``load_registry()``; ``explainers`` to the built-in ones.
+    """
+    registry = registry or load_registry()
+    planned = plan(registry, explainers, options or {})
+    for subject in (base, tuned):
+        subject.check_weights()
+    out = Path(out)
+    console = console or Console(stderr=True)
+    warnings = align_templates(base, tuned)
+    claims: list[dict[str, Any]] = []
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                        MofNCompleteColumn(), TimeElapsedColumn(), console=console)  # fmt: skip
+    with progress:
+        for step in planned:
+            explainer, name = step.explainer, step.explainer.name
+            records = {}
+            for side, subject in zip(SIDES, (base, tuned)):
+                store = RecordStore(out / "records" / name / side)
+                records[side] = run_explainer(explainer, subject, prompts, store, force=force,
+                                              progress=progress)  # fmt: skip
+            task = progress.add_task(f"diff · {name}", total=1)
+            context = DiffContext(name, step.diff_options, registry.resources())
+            metrics = registry.diff_metrics_for(name, explainer.data_kind)
+            diff = diff_records(records["base"], records["tuned"], metrics, context)
+            write_json(out / "diff" / f"{name}.json", diff)
+            claims += _claims(registry, name, explainer.data_kind, diff)
+            progress.advance(task)
+        model = model_metrics(base, tuned, prompts, out, force, progress)
+        claims += _claims(registry, MODEL, None, model)
+    summary = {
+        "base": base.provenance(),
+        "tuned": tuned.provenance(),
+        "n_prompts": len(prompts),
+        "explainers": [
+            {"name": p.explainer.name, "data_kind": p.explainer.data_kind} for p in planned
+        ],  # fmt: skip
+        "warnings": warnings,
+        "claims": claims,
+    }
+    write_json(out / "summary.json", summary)
+    sections = tuple(registry.sections())
+    render_report(out, sections)
+    print_summary(out, console=console)
+    return Comparison(out, summary, sections)
+
+
+def _claims(registry: Registry, name: str, data_kind: str | None, diff: dict) -> list[dict]:
+    return [claim.to_json(name) for maker in registry.claims_for(name, data_kind)
+            for claim in maker.make(diff)]  # fmt: skip
+
+
+def model_metrics(base, tuned, prompts, out: Path, force: bool, progress) -> dict[str, Any]:
+    """Weight deltas and KL; reused from DIR when the same two models and prompts made them."""
+    path = out / "diff" / f"{MODEL}.json"
+    identity = [base.fingerprint, tuned.fingerprint,
+                [[p.id, render_chat(tuned.tokenizer, p.prompt)] for p in prompts]]  # fmt: skip
+    if path.exists() and not force:
+        cached = json.loads(path.read_text())
+        if cached.get("identity") == identity:
+            return cached
+    task = progress.add_task("weight deltas and next-token KL", total=2)
+    with base.frozen(), tuned.frozen():
+        result = {"identity": identity, "weights": weight_deltas(base, tuned)}
+        progress.advance(task)
+        result["kl"] = next_token_kl(base, tuned, [render_chat(tuned.tokenizer, p.prompt)
+                                                   for p in prompts], [p.id for p in prompts])  # fmt: skip
+    progress.advance(task)
+    write_json(path, result)
+    return result
+
+
+def explain(
+    subject,
+    prompts: Sequence[PromptRecord],
+    out: str | Path,
+    *,
+    registry: Registry | None = None,
+    explainers: Sequence[str] | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
+    force: bool = False,
+) -> dict[str, dict]:
+    """Run explainers on one subject; records in ``out/records/<explainer>/<label>/``."""
+    registry = registry or load_registry()
+    planned = plan(registry, explainers, options or {})
+    subject.check_weights()
+    results = {}
+    for step in planned:
+        store = RecordStore(Path(out) / "records" / step.explainer.name / subject.label)
+        results[step.explainer.name] = run_explainer(step.explainer, subject, prompts, store,
+                                                     force=force)  # fmt: skip
+    return results
