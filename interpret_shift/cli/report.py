@@ -19,7 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("dir", metavar="DIR", help="output folder of `interpret-shift compare`")
     parser.add_argument(
-        "--summary", action="store_true", help="also print the models, the claims (with n and p) and the warnings"
+        "--summary",
+        action="store_true",
+        help="also print the models, the claims (with n and p) and the warnings",
     )
     parser.set_defaults(func=run)
 

@@ -120,9 +120,8 @@ def _check_same_run(record: Explanation, header: dict, path) -> None:
                 "Use another output folder, or --force to recompute.",
             )
     mine, theirs = header["subject"], record.meta.get("subject", {})
-    if [theirs.get(k) for k in ("fingerprint", "weights")] != [
-        mine[k] for k in ("fingerprint", "weights")
-    ]:
+    identity = ("fingerprint", "weights")  # the model's parameters, and what was streamed
+    if any(theirs.get(field) != mine[field] for field in identity):
         raise RecordError(
             f"{path} was written for other model weights ({theirs.get('weights')}).",
             "Use another output folder, or --force to recompute.",

@@ -8,7 +8,7 @@ a new explainer of a known data kind is compared and shown without code of its o
 | data kind | arrays | metadata |
 |---|---|---|
 | ``token_attribution`` | ``attribution`` (tokens x targets), ``prompt_mask`` (tokens); optional ``instruction_mask``, ``context_mask`` | ``tokens``; optional ``response``, ``group`` |
-| ``ranked_words`` | ``pairs`` (P x 4: unit, rank, word a, word b), ``pair_similarity`` (P) | ``words``, ``units`` |
+| ``ranked_words`` | ``pairs`` (P x 4: unit, feature, word a, word b), ``pair_similarity`` (P) | ``words``, ``units`` |
 | ``subspace`` | ``directions`` (R x d), ``explained_variance`` (>= R) | ``layer``; optional ``top_words`` (R lists) |
 | ``unit_scalars`` | ``values`` (units) | optional ``units`` (names) |
 """
@@ -105,7 +105,7 @@ class TokenAttribution:
 class RankedWords:
     """Per unit (head, neuron, ...), ranked word pairs that the unit links."""
 
-    pairs: np.ndarray  # (P, 4) int: unit, rank within the unit, word a, word b
+    pairs: np.ndarray  # (P, 4) int: unit, feature (e.g. head dimension), word a, word b
     similarity: np.ndarray  # (P,)
     words: list[str]
     units: list[str]
