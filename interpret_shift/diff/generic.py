@@ -6,7 +6,6 @@ plugin's explainer is compared without code of its own; its method may add more.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,10 +18,6 @@ from interpret_shift.core.stats import paired_t_test
 from interpret_shift.core.views import RankedWords, Subspace, TokenAttribution, UnitScalars
 
 EXAMPLES = 3  # items whose token attributions are shown in full
-
-
-def _number(value: Any) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
 
 
 def _common(base: Records, tuned: Records) -> list[str]:
@@ -45,14 +40,14 @@ def attribution_shift(base: Records, tuned: Records, context: DiffContext) -> di
         a, b = TokenAttribution.of(base[key]), TokenAttribution.of(tuned[key])
         ia, ib = token_importance(a), token_importance(b)
         norm = float(np.linalg.norm(ia) * np.linalg.norm(ib))
-        cosines.append(_number(float(ia @ ib) / norm) if norm > 0 and len(ia) == len(ib) else None)
+        cosines.append(float(ia @ ib) / norm if norm > 0 and len(ia) == len(ib) else None)
         if len(examples) < EXAMPLES:
             examples.append({"id": key, "tokens": [t for t, m in zip(a.tokens, a.prompt_mask) if m],
                              "base": ia.tolist(), "tuned": ib.tolist(),
                              "base_response": a.response, "tuned_response": b.response})  # fmt: skip
     defined = [c for c in cosines if c is not None]
     return {"items": keys, "cosine": cosines,
-            "mean_cosine": _number(float(np.mean(defined))) if defined else None,
+            "mean_cosine": float(np.mean(defined)) if defined else None,
             "examples": examples}  # fmt: skip
 
 
@@ -64,10 +59,10 @@ def pair_overlap(base: Records, tuned: Records, context: DiffContext) -> dict[st
     for key in keys:
         a, b = RankedWords.of(base[key]).pair_sets(), RankedWords.of(tuned[key]).pair_sets()
         units = RankedWords.of(base[key]).units if not units else units
-        rows.append([_number(len(x & y) / len(x | y)) if x | y else None for x, y in zip(a, b)])
+        rows.append([float(len(x & y) / len(x | y)) if x | y else None for x, y in zip(a, b)])
     values = [v for row in rows for v in row if v is not None]
     return {"items": keys, "units": units, "jaccard": rows,
-            "mean": _number(float(np.mean(values))) if values else None}  # fmt: skip
+            "mean": float(np.mean(values)) if values else None}  # fmt: skip
 
 
 # -- subspaces -------------------------------------------------------------------------------
@@ -155,9 +150,9 @@ def paired_units(base: Records, tuned: Records, context: DiffContext) -> dict[st
     tests = []
     for u, unit in enumerate(units):
         t, p = paired_t_test(b[:, u], a[:, u])
-        tests.append({"unit": unit, "n": len(keys), "mean_base": _number(a[:, u].mean()),
-                      "mean_tuned": _number(b[:, u].mean()), "t": _number(t),
-                      "p": _number(p)})  # fmt: skip
+        tests.append({"unit": unit, "n": len(keys), "mean_base": float(a[:, u].mean()),
+                      "mean_tuned": float(b[:, u].mean()), "t": float(t),
+                      "p": float(p)})  # fmt: skip
     return {"units": tests}
 
 

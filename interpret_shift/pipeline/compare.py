@@ -32,7 +32,7 @@ from rich.progress import (
 
 from interpret_shift import demo
 from interpret_shift.core.explainer import Explainer, run_explainer
-from interpret_shift.core.files import write_json
+from interpret_shift.core.files import json_safe, write_json
 from interpret_shift.core.method import MODEL, DiffContext
 from interpret_shift.core.prompts import PromptRecord, read_prompts, render_chat
 from interpret_shift.core.records import RecordStore
@@ -163,7 +163,7 @@ def compare(
             task = progress.add_task(f"diff · {name}", total=1)
             context = DiffContext(name, step.diff_options, registry.resources())
             metrics = registry.diff_metrics_for(name, explainer.data_kind)
-            diff = diff_records(records["base"], records["tuned"], metrics, context)
+            diff = json_safe(diff_records(records["base"], records["tuned"], metrics, context))
             write_json(out / "diff" / f"{name}.json", diff)
             claims += _claims(registry, name, explainer.data_kind, diff)
             progress.advance(task)
@@ -208,7 +208,7 @@ def model_metrics(base, tuned, prompts, out: Path, force: bool, progress) -> dic
                                                    for p in prompts], [p.id for p in prompts])  # fmt: skip
     progress.advance(task)
     write_json(path, result)
-    return result
+    return json_safe(result)
 
 
 def explain(

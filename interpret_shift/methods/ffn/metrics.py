@@ -4,7 +4,6 @@ metrics (``interpret_shift.diff.generic``)."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from interpret_shift.core.method import DiffContext, DiffMetric, Records
@@ -12,10 +11,6 @@ from interpret_shift.methods.ffn.analysis import compare_proportions, label_reco
 from interpret_shift.methods.ffn.annotators import builtin_annotators
 
 SIDES = ("base", "tuned")
-
-
-def _finite(value) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
 
 
 def concept_table(base: Records, tuned: Records, context: DiffContext) -> dict[str, Any]:
@@ -34,13 +29,13 @@ def concept_table(base: Records, tuned: Records, context: DiffContext) -> dict[s
         table[f"{axis}s"] = list(found.categories)
         for side in SIDES:
             mean = found.shares[side][1:].mean(axis=1)  # per group, mean over seeds
-            table.setdefault(side, {})[axis] = [[_finite(v) for v in row] for row in mean]
+            table.setdefault(side, {})[axis] = [[float(v) for v in row] for row in mean]
         for test in compare_proportions(found, "base", "tuned"):
             if test.group != found.groups[0]:
                 tests.append({"axis": axis, "category": test.category, "group": test.group,
-                              "mean_base": _finite(test.mean_base),
-                              "mean_tuned": _finite(test.mean_tuned),
-                              "n": test.n_base, "p": _finite(test.p)})  # fmt: skip
+                              "mean_base": float(test.mean_base),
+                              "mean_tuned": float(test.mean_tuned),
+                              "n": test.n_base, "p": float(test.p)})  # fmt: skip
     table["tests"] = tests
     return table
 

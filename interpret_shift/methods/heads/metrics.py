@@ -3,7 +3,6 @@ verbs vs general verbs per layer group (the paper's Table 3)."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -15,10 +14,6 @@ from interpret_shift.methods.heads.analysis import compare_verbs
 from interpret_shift.methods.heads.analysis import head_overlap as overlaps
 
 
-def _number(value: Any) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
-
-
 def head_overlap(base: Records, tuned: Records, context: DiffContext) -> dict[str, Any]:
     found = overlaps(base, tuned, top=int(context.options.get("top_pairs", 100)))
     n_layers = max(o.layer for o in found) + 1
@@ -27,7 +22,7 @@ def head_overlap(base: Records, tuned: Records, context: DiffContext) -> dict[st
     for o in found:
         table[o.layer, o.head] = o.jaccard
     return {"n_layers": n_layers, "n_heads": n_heads,
-            "jaccard": [[_number(float(v)) for v in row] for row in table]}  # fmt: skip
+            "jaccard": [[float(v) for v in row] for row in table]}  # fmt: skip
 
 
 def verb_shares(base: Records, tuned: Records, context: DiffContext) -> dict[str, Any]:
@@ -39,9 +34,9 @@ def verb_shares(base: Records, tuned: Records, context: DiffContext) -> dict[str
     result = compare_verbs(base, tuned, instruction, general)
     return {"groups": [
         {"layers": [t.first_layer, t.last_layer],
-         "instruction": {"n": t.n_instruction, "mean": _number(t.mean_instruction)},
-         "general": {"n": t.n_general, "mean": _number(t.mean_general)},
-         "t": _number(t.t), "p": _number(t.p_two_sided), "p_greater": _number(t.p_greater)}
+         "instruction": {"n": t.n_instruction, "mean": float(t.mean_instruction)},
+         "general": {"n": t.n_general, "mean": float(t.mean_general)},
+         "t": float(t.t), "p": float(t.p_two_sided), "p_greater": float(t.p_greater)}
         for t in result.tests
     ]}  # fmt: skip
 

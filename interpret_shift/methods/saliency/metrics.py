@@ -3,7 +3,6 @@ prompt position, per-token densities of a few prompts."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -15,17 +14,13 @@ from interpret_shift.methods.saliency import analysis as sal
 HEATMAP_PROMPTS = 4
 
 
-def _number(value: Any) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
-
-
 def _welch(a, b) -> dict[str, Any]:
     """One-sided Welch test that ``b`` (tuned) exceeds ``a`` (base)."""
     result = sal.welch_greater(np.asarray(b, float), np.asarray(a, float))
     return {
         "n_base": result.n_b, "n_tuned": result.n_a,
-        "mean_base": _number(result.mean_b), "mean_tuned": _number(result.mean_a),
-        "t": _number(result.t), "p": _number(result.p),
+        "mean_base": float(result.mean_b), "mean_tuned": float(result.mean_a),
+        "t": float(result.t), "p": float(result.p),
     }  # fmt: skip
 
 
@@ -66,7 +61,7 @@ def position_curves(base: Records, tuned: Records, context: DiffContext) -> dict
                             for r in records.values()])  # fmt: skip
         seen = (~np.isnan(stacked)).sum(axis=0)
         total = np.nansum(stacked, axis=0)
-        curves[side] = [_number(float(t / n)) if n else None for t, n in zip(total, seen)]
+        curves[side] = [float(t / n) if n else None for t, n in zip(total, seen)]
     return {"bins": bins, **curves}
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from interpret_shift.core.records import atomic_write_text
+from interpret_shift.core.files import atomic_write_text
 from interpret_shift.errors import InterpretShiftError
 from interpret_shift.methods.ffn.annotators import Annotation, chat_messages, parse_reply
 
