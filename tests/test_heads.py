@@ -193,7 +193,7 @@ def test_layer_choice_and_errors():
     subject = Subject.from_model(tiny_model("gpt2"))
     explainer = HeadPatterns(word_list=synthetic_words(), layers=[1])
     assert explainer.items(subject, []) == ["layer.1"]
-    with pytest.raises(InterpretShiftError, match="Layer 5 does not exist"):
+    with pytest.raises(InterpretShiftError, match="layer 5, which does not exist"):
         HeadPatterns(word_list=synthetic_words(), layers=[5]).items(subject, [])
     with pytest.raises(InterpretShiftError, match="no option 'topk'"):
         HeadPatterns(topk=3)

@@ -111,3 +111,23 @@ def test_records_of_another_config_are_not_reused(tmp_path):
 def test_unknown_explainer_options_are_named():
     with pytest.raises(InterpretShiftError, match="no option 'scal'"):
         Counting(scal=2.0)
+
+
+def test_a_write_is_flushed_before_its_rename_and_the_folder_after(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    from interpret_shift.core.files import atomic_write_text
+
+    target = tmp_path / "out.json"
+    seen = []
+
+    def spy(fd):
+        info = os.fstat(fd)
+        seen.append(("dir" if stat.S_ISDIR(info.st_mode) else "file", info.st_size,
+                     target.exists()))  # fmt: skip
+
+    monkeypatch.setattr(os, "fsync", spy)
+    atomic_write_text(target, "twelve bytes")
+    assert seen == [("file", 12, False), ("dir", seen[1][1], True)]
+    assert target.read_text() == "twelve bytes"

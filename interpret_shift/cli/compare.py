@@ -95,32 +95,38 @@ def _explainers(args) -> list[str] | None:
     return [name.strip() for name in args.explainers.split(",") if name.strip()]
 
 
-def run_compare(args: argparse.Namespace) -> int:
-    from interpret_shift.pipeline import compare, load_prompt_set
+def _prepare(args: argparse.Namespace):
+    """Everything that needs no model, checked first: explainers, options, prompts, --out."""
+    from interpret_shift.pipeline import check_output, load_prompt_set, plan
     from interpret_shift.plugins import load_registry
 
     registry = load_registry()
     options = parse_options(args.set)
+    plan(registry, _explainers(args), options)
     prompts = load_prompt_set(args.prompts)
+    check_output(args.out)
+    return registry, options, prompts
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from interpret_shift.pipeline import compare
+
+    registry, options, prompts = _prepare(args)
     console = Console(stderr=True)
     with console.status("loading the two models"):
         base = load_from_args(args.base, args, registry, label="base", weights=args.base_weights)
         tuned = load_from_args(args.tuned, args, registry, label="tuned",
                                weights=args.tuned_weights)  # fmt: skip
-    compare(base, tuned, prompts, args.out, registry=registry,
-                      explainers=_explainers(args), options=options, force=args.force,
-                      console=console)  # fmt: skip
+    compare(base, tuned, prompts, args.out, registry=registry, explainers=_explainers(args),
+            options=options, force=args.force, console=console)  # fmt: skip
     console.print(f"report: {args.out / 'report.html'}")
     return 0
 
 
 def run_explain(args: argparse.Namespace) -> int:
-    from interpret_shift.pipeline import explain, load_prompt_set
-    from interpret_shift.plugins import load_registry
+    from interpret_shift.pipeline import explain
 
-    registry = load_registry()
-    options = parse_options(args.set)
-    prompts = load_prompt_set(args.prompts)
+    registry, options, prompts = _prepare(args)
     subject = load_from_args(args.model, args, registry, weights=args.weights)
     results = explain(subject, prompts, args.out, registry=registry,
                       explainers=_explainers(args), options=options, force=args.force)  # fmt: skip

@@ -34,7 +34,7 @@ class Applies:
     explainer: str | None = None
     data_kind: str | None = None
 
-    def check(self, what: str, name: str) -> None:
+    def check_target(self, what: str, name: str) -> None:
         if (self.explainer is None) == (self.data_kind is None):
             raise PluginError(
                 f"The {what} {name!r} must name exactly one of `explainer` or `data_kind`.",
@@ -55,16 +55,19 @@ class DiffContext:
 class DiffMetric(Applies):
     """``compute(base, tuned, context)`` takes two ``{key: record}`` maps, returns JSON data.
 
-    ``options`` are the metric's settings with their defaults (``--set EXPLAINER.NAME=...``).
+    ``options`` are the metric's settings with their defaults (``--set EXPLAINER.NAME=...``);
+    a value must have its default's type. ``check(options, resources)`` raises an
+    ``InputError`` for a value that cannot work, before any model runs.
     """
 
     name: str = ""
     compute: Callable[[Records, Records, DiffContext], Json] | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
+    check: Callable[[Mapping[str, Any], Resources], None] | None = None
 
     def validate(self) -> None:
-        self.check("diff metric", self.name)
+        self.check_target("diff metric", self.name)
         if not self.name or self.compute is None:
             raise PluginError(f"A diff metric {self.name!r} has no name or no compute function.")
 
@@ -92,7 +95,7 @@ class Claims(Applies):
     make: Callable[[Json], list[Claim]] | None = None
 
     def validate(self) -> None:
-        self.check("claims", self.name)
+        self.check_target("claims", self.name)
         if not self.name or self.make is None:
             raise PluginError(f"The claims {self.name!r} have no name or no make function.")
 
@@ -130,7 +133,7 @@ class ReportSection(Applies):
         return self.id
 
     def validate(self) -> None:
-        self.check("report section", self.id)
+        self.check_target("report section", self.id)
         if not self.id or not self.keys or self.build is None:
             raise PluginError(f"The report section {self.id!r} has no id, keys or build function.")
 

@@ -198,20 +198,26 @@ def load_subject(
     if gguf_file:
         _require_gguf()
         common["gguf_file"] = gguf_file
+    weights_folder = _checkpoint(weights_from)
     with _explained(source):
         config = AutoConfig.from_pretrained(location, **common)
         adapter = _adapter_for(config, source, adapters)  # fail before reading any weight
+        _require_tokenizer(location, source, gguf_file)
         kwargs = dict(common, dtype=DTYPES.get(dtype, "auto"))
         if device_map is not None:
             kwargs["device_map"] = device_map
         if attn_implementation is not None:
             kwargs["attn_implementation"] = attn_implementation
-        model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
+        model, loading = AutoModelForCausalLM.from_pretrained(
+            location, output_loading_info=True, **kwargs
+        )
+        _require_all_weights(loading, source)
         tokenizer = AutoTokenizer.from_pretrained(location, **common)
     model.eval().requires_grad_(False)  # explainers differentiate inputs, never parameters
+    _check_vocabulary(model, tokenizer, source)
     options = {"dtype": dtype, "device_map": device_map, "gguf_file": gguf_file}
     return Subject(model, tokenizer, adapter, source, label or _label(source), options,
-                   weights_from=_checkpoint(weights_from))  # fmt: skip
+                   weights_from=weights_folder)  # fmt: skip
 
 
 def load_layout(
@@ -250,10 +256,64 @@ def _checkpoint(folder: str | Path | None) -> Path | None:
     return path
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+def _require_tokenizer(location: str, source: str, gguf_file: str | None) -> None:
+    """A local model folder must hold its tokenizer (a GGUF file carries its own)."""
+    folder = Path(location)
+    if gguf_file or not folder.is_dir():
+        return
+    if not any((folder / name).exists() for name in TOKENIZER_FILES):
+        raise ModelLoadError(
+            f"No tokenizer in {folder} (none of {', '.join(TOKENIZER_FILES)}).",
+            "Save the tokenizer beside the model (tokenizer.save_pretrained(folder)).",
+        )
+
+
+def _require_all_weights(loading: dict, source: str) -> None:
+    """Refuse a checkpoint that lacks weights the config asks for (transformers would fill
+    them with random values)."""
+    missing = sorted(loading.get("missing_keys") or [])
+    if missing:
+        raise ModelLoadError(
+            f"The checkpoint of {source} is missing {len(missing)} weight(s) its config.json asks "
+            f"for, e.g. {', '.join(missing[:3])}.",
+            "Check that config.json belongs to these weights (e.g. num_hidden_layers), or "
+            "save the model again.",
+        )
+
+
+def _check_vocabulary(model: nn.Module, tokenizer, source: str) -> None:
+    """Every token id must have a row in the embedding matrix."""
+    rows = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > rows:
+        raise ModelLoadError(
+            f"The tokenizer of {source} has {len(tokenizer)} tokens but its embedding matrix "
+            f"only {rows} rows, so some token ids have no embedding.",
+            "Use the tokenizer the model was trained with (or resize the model's embeddings).",
+        )
+
+
 def _adapter_for(config, source: str, adapters: Iterable[Adapter]) -> Adapter:
     """The adapter, after checking that the config describes a causal LM at all."""
     from transformers import MODEL_FOR_CAUSAL_LM_MAPPING
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
+    causal_names = set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
+    architecture = (getattr(config, "architectures", None) or [None])[0]
+    encoder = getattr(config, "is_encoder_decoder", False) or (
+        architecture is not None
+        and architecture not in causal_names
+        and not architecture.endswith(("ForCausalLM", "LMHeadModel"))
+    )
+    if getattr(config, "auto_map", None) is None and encoder:
+        raise ModelLoadError(
+            f"{source} is a {architecture or config.model_type!r} model, which is not a causal "
+            "language model.",
+            "interpret-shift explains decoder-only causal LMs (AutoModelForCausalLM), e.g. "
+            "Llama, Mistral, Qwen, Gemma, GPT-2, GPT-NeoX, OPT, Phi and Falcon models.",
+        )
     if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING and not getattr(config, "auto_map", None):
         raise ModelLoadError(
             f"{source} is a {config.model_type!r} model, which is not a causal language model.",
@@ -271,6 +331,11 @@ def _locate(source: str, gguf_file: str | None) -> tuple[str, str | None]:
     if path.is_file() and path.suffix == ".gguf":
         return str(path.parent), path.name
     if path.is_dir():
+        if gguf_file and not (path / gguf_file).is_file():
+            raise ModelLoadError(
+                f"--gguf-file {gguf_file} does not exist in {path}.",
+                "Name a .gguf file inside the model folder, or pass the file's path as the model.",
+            )
         if not (path / "config.json").exists() and not gguf_file:
             raise ModelLoadError(
                 f"{path} is a folder but has no config.json, so it is not a Hugging Face model.",
@@ -327,9 +392,15 @@ class _explained:
     def __exit__(self, kind, error, _traceback) -> bool:
         if error is None or isinstance(error, InterpretShiftError):
             return False
-        text = f"{type(error).__name__}: {error}".splitlines()[0][:300]
-        lowered = text.lower()
-        if "unrecognized configuration class" in lowered or "does not recognize" in lowered:
+        text = _shortened(f"{type(error).__name__}: {error}".splitlines()[0])
+        lowered = f"{type(error).__name__}: {error}".lower()
+        if "trust_remote_code" in lowered or "custom code" in lowered:
+            what = f"{self.source} needs custom code from its repository to load."
+            fix = "Only if you trust it, pass --trust-remote-code (trust_remote_code=True)."
+        elif "attn_implementation" in lowered:
+            what = f"The attention implementation asked for cannot load {self.source} ({text})."
+            fix = "Use --attn eager (needed for attention patterns) or --attn sdpa."
+        elif "unrecognized configuration class" in lowered or "does not recognize" in lowered:
             what = f"{self.source} is not a causal language model ({text})."
             fix = "interpret-shift explains decoder-only causal LMs (AutoModelForCausalLM)."
         elif any(s in lowered for s in ("header", "deserializ", "safetensor", "incomplete")):
@@ -341,10 +412,14 @@ class _explained:
                 "There seems to be no network access. Download the model elsewhere and pass "
                 "its local folder, or set HF_HOME to a cache that holds it."
             )
-        elif "trust_remote_code" in lowered:
-            what = f"{self.source} needs custom code from its repository to load."
-            fix = "Only if you trust it, pass --trust-remote-code (trust_remote_code=True)."
         else:
             what = f"Could not load {self.source} ({text})."
             fix = "Check that it is a Hugging Face causal LM folder, hub id or .gguf file."
         raise ModelLoadError(what, fix) from error
+
+
+def _shortened(text: str, limit: int = 300) -> str:
+    """At most ``limit`` characters, cut at a word boundary."""
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0] + " …"

@@ -4,10 +4,13 @@ named in the config."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Sequence
+from typing import Any
 
 from interpret_shift.core.explainer import Explainer
+from interpret_shift.core.files import path_identity
 from interpret_shift.core.resources import Resources
 from interpret_shift.errors import InputError
 from interpret_shift.lexicon.words import WordList
@@ -38,10 +41,31 @@ class LayerExplainer(Explainer):
         bad = [layer for layer in layers if not 0 <= layer < n_layers]
         if bad:
             raise InputError(
-                f"Layer {bad[0]} does not exist: the model has {n_layers} layers.",
+                f"{self.name}.layers names layer {bad[0]}, which does not exist: the model has "
+                f"{n_layers} layers.",
                 f"Choose layers between 0 and {n_layers - 1}.",
             )
         return [f"layer.{layer}" for layer in layers]
+
+    def item_inputs(self, subject, key: str, prompt=None) -> dict[str, Any]:
+        """The layer, the word list's identity and every file option's identity.
+
+        A :class:`WordList` passed as ``word_list``: its name and a digest of its words.
+        A provider named in ``words``: its name (what it yields from the model and
+        tokenizer is covered by the subject's identity). Every ``*_path`` option that is
+        set (``words_path``, ``similarity_path``): its content digest (see
+        :func:`~interpret_shift.core.files.path_identity`), so an edited file is noticed.
+        """
+        if self.word_list is not None:
+            words = {"name": self.word_list.name, "sha256": words_digest(self.word_list.words)}
+        else:
+            words = {"name": getattr(self.config, "words", None)}
+        files = {
+            f.name: path_identity(getattr(self.config, f.name))
+            for f in dataclasses.fields(self.config)
+            if f.name.endswith("_path") and getattr(self.config, f.name) is not None
+        }
+        return {"layer": key, "words": words, "files": files}
 
 
 def words_digest(words: Sequence[str]) -> str:

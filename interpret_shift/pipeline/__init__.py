@@ -1,5 +1,23 @@
 """The pipeline: ``explain`` one model, ``compare`` a pair (validate, run, diff, report)."""
 
-from interpret_shift.pipeline.compare import align_templates, compare, explain, load_prompt_set
+from interpret_shift.pipeline.checks import check_output, check_pair, check_prompts
+from interpret_shift.pipeline.compare import (
+    Comparison,
+    align_templates,
+    compare,
+    explain,
+    load_prompt_set,
+    plan,
+)
 
-__all__ = ["align_templates", "compare", "explain", "load_prompt_set"]
+__all__ = [
+    "Comparison",
+    "align_templates",
+    "check_output",
+    "check_pair",
+    "check_prompts",
+    "compare",
+    "explain",
+    "load_prompt_set",
+    "plan",
+]

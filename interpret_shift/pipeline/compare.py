@@ -39,6 +39,7 @@ from interpret_shift.core.records import RecordStore
 from interpret_shift.diff import diff_records
 from interpret_shift.diff.model import next_token_kl, weight_deltas
 from interpret_shift.errors import InputError
+from interpret_shift.pipeline.checks import check_output, check_pair, check_prompts
 from interpret_shift.plugins import Registry, load_registry
 from interpret_shift.report import print_summary, render_report
 
@@ -54,7 +55,9 @@ def load_prompt_set(source: str | Path) -> list[PromptRecord]:
                 f"The embedded demo prompts are not installed ({source} is missing).",
                 "Pass a JSONL prompt file with --prompts (format: docs/formats.md).",
             )
-    return read_prompts(source)
+    prompts = read_prompts(source)
+    check_prompts(prompts, source)
+    return prompts
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,11 @@ def plan(
     """Build every explainer (default: the built-in ones) and check every option before any
     work starts."""
     names = list(names) if names is not None else registry.builtin_explainers()
+    if not names:
+        raise InputError(
+            "No explainer was chosen (--explainers is empty).",
+            f"Name at least one of: {', '.join(sorted(registry.explainers()))}.",
+        )
     unknown = sorted(set(options) - set(names))
     if unknown:
         raise InputError(
@@ -109,12 +117,18 @@ def plan(
     return planned
 
 
+def preflight(planned: Sequence[Planned], subjects: Sequence, prompts) -> None:
+    """What needs the models: streamed weights are theirs, every explainer's items exist
+    (e.g. its layers). Runs before the first record is written."""
+    for subject in subjects:
+        subject.check_weights()
+        for step in planned:
+            step.explainer.items(subject, prompts)
+
+
 def align_templates(base, tuned) -> list[str]:
     """Feed both models the same text: the tuned model's chat template, if only it has one."""
     warnings = []
-    if base.tokenizer.get_vocab() != tuned.tokenizer.get_vocab():
-        warnings.append("The two tokenizers differ: per-token comparisons are approximate "
-                        "and next-token KL is skipped.")  # fmt: skip
     template_a = getattr(base.tokenizer, "chat_template", None)
     template_b = getattr(tuned.tokenizer, "chat_template", None)
     if template_b and not template_a:
@@ -144,9 +158,10 @@ def compare(
     """
     registry = registry or load_registry()
     planned = plan(registry, explainers, options or {})
-    for subject in (base, tuned):
-        subject.check_weights()
-    out = Path(out)
+    check_prompts(prompts)
+    out = check_output(out)
+    check_pair(base, tuned)
+    preflight(planned, (base, tuned), prompts)
     console = console or Console(stderr=True)
     warnings = align_templates(base, tuned)
     claims: list[dict[str, Any]] = []
@@ -160,6 +175,7 @@ def compare(
                 store = RecordStore(out / "records" / name / side)
                 records[side] = run_explainer(explainer, subject, prompts, store, force=force,
                                               progress=progress)  # fmt: skip
+                warnings += record_warnings(name, side, records[side])
             task = progress.add_task(f"diff · {name}", total=1)
             context = DiffContext(name, step.diff_options, registry.resources())
             metrics = registry.diff_metrics_for(name, explainer.data_kind)
@@ -182,8 +198,14 @@ def compare(
     write_json(out / "summary.json", summary)
     sections = tuple(registry.sections())
     render_report(out, sections)
-    print_summary(out, console=console)
+    print_summary(out, console=Console(), notices=console)  # results on stdout
     return Comparison(out, summary, sections)
+
+
+def record_warnings(name: str, side: str, records: dict) -> list[str]:
+    """What explainers noted on their records (e.g. a response cut by the context length)."""
+    return [f"{name} · {side} · {key}: {note}" for key, record in records.items()
+            for note in record.meta.get("warnings") or []]  # fmt: skip
 
 
 def _claims(registry: Registry, name: str, data_kind: str | None, diff: dict) -> list[dict]:
@@ -224,7 +246,8 @@ def explain(
     """Run explainers on one subject; records in ``out/records/<explainer>/<label>/``."""
     registry = registry or load_registry()
     planned = plan(registry, explainers, options or {})
-    subject.check_weights()
+    out = check_output(out)
+    preflight(planned, (subject,), prompts)
     results = {}
     for step in planned:
         store = RecordStore(Path(out) / "records" / step.explainer.name / subject.label)

@@ -22,6 +22,7 @@ import pluggy
 
 from interpret_shift.core.explainer import Explainer
 from interpret_shift.core.method import Claims, DiffMetric, ReportSection
+from interpret_shift.core.options import check_value
 from interpret_shift.core.resources import Resources
 from interpret_shift.errors import InputError, PluginError
 from interpret_shift.plugins import hookspecs
@@ -136,6 +137,11 @@ class Registry:
             )
         config = {k: v for k, v in options.items() if k in fields}
         diff = {**defaults, **{k: v for k, v in options.items() if k not in fields}}
+        for key, value in diff.items():
+            check_value(f"{explainer.name}.{key}", value, type(defaults[key]))
+        for metric in self.diff_metrics_for(explainer.name, explainer.data_kind):
+            if metric.check is not None:
+                metric.check(diff, self.resources())
         return config, diff
 
     def provided(self) -> dict[str, dict[str, list[str]]]:

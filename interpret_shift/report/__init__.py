@@ -56,7 +56,15 @@ def load_results(out_dir: str | os.PathLike[str]) -> Results:
             "Run `interpret-shift compare ... --out DIR` first, then pass that DIR.",
         )
     summary = _read_json(summary_path)
-    names = [MODEL, *(e["name"] for e in summary.get("explainers") or [])]
+    explainers = summary.get("explainers") or []
+    if not isinstance(explainers, list) or not all(
+        isinstance(e, dict) and isinstance(e.get("name"), str) for e in explainers
+    ):
+        raise RecordError(
+            f'{summary_path}: \'explainers\' must be a list of {{"name", "data_kind"}} objects.',
+            "Rerun `interpret-shift compare` to rewrite it.",
+        )
+    names = [MODEL, *(e["name"] for e in explainers)]
     diffs = {}
     for name in names:
         path = folder / "diff" / f"{name}.json"
@@ -93,8 +101,11 @@ def render_report(
     return target
 
 
-def print_summary(out_dir: str | os.PathLike[str], console: Console | None = None) -> None:
-    """Print the models, the headline claims (with n and p) and the warnings."""
+def print_summary(
+    out_dir: str | os.PathLike[str], console: Console | None = None, notices: Console | None = None
+) -> None:
+    """Print the models and the headline claims (with n and p) on ``console``, the warnings
+    on ``notices`` (default: the same console)."""
     results = load_results(out_dir)
     console = console or Console()
     summary = results.summary
@@ -107,16 +118,16 @@ def print_summary(out_dir: str | os.PathLike[str], console: Console | None = Non
     if claims is not None:
         console.print(claims)
     for warning in summary.get("warnings") or []:
-        console.print(f"[yellow]warning:[/] {escape(str(warning))}")
+        (notices or console).print(f"[yellow]warning:[/] {escape(str(warning))}")
 
 
 def _models_line(summary: dict[str, Any]) -> str:
     def one(role: str) -> str:
         model = summary.get(role) or {}
-        label = str(model.get("label") or model.get("model") or role)
-        name = str(model.get("model") or "")
-        detail = f" ({escape(name)})" if name and name != label else ""
-        return f"[bold]{role}[/] {escape(label)}{detail}"
+        name = str(model.get("model") or role)
+        label = str(model.get("label") or "")
+        detail = f" ({escape(label)})" if label and label not in (role, name) else ""
+        return f"[bold]{role}:[/] {escape(name)}{detail}"
 
     return f"{one('base')} → {one('tuned')}"
 

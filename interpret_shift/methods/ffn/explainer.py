@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from interpret_shift.core.linalg import centre, orient, svd_exact, svd_randomized
+from interpret_shift.core.options import at_least
 from interpret_shift.core.records import Explanation
 from interpret_shift.core.resources import Resources
 from interpret_shift.core.weights import Weights
@@ -130,15 +131,15 @@ class FFNConcepts(LayerExplainer):
 
     @dataclasses.dataclass
     class Config:
-        components: int = 50
-        top_k: int = 30
+        components: int = dataclasses.field(default=50, metadata=at_least(1))
+        top_k: int = dataclasses.field(default=30, metadata=at_least(1))
         svd: str = "auto"
-        oversample: int | None = None  # None: as many as components
-        power_iters: int = 8
+        oversample: int | None = dataclasses.field(default=None, metadata=at_least(0))  # None: R
+        power_iters: int = dataclasses.field(default=8, metadata=at_least(0))
         seed: int = 0
         words: str = "tokens"
         words_path: str | None = None
-        n_words: int | None = None
+        n_words: int | None = dataclasses.field(default=None, metadata=at_least(1))
         layers: list[int] | None = None
 
     def __init__(
@@ -146,11 +147,6 @@ class FFNConcepts(LayerExplainer):
     ) -> None:
         super().__init__(resources, word_list, **options)
         choose_method(self.config.svd, 1, 1)  # fail on a bad name before any work
-        for name in ("components", "top_k"):
-            if getattr(self.config, name) < 1:
-                raise InterpretShiftError(
-                    f"ffn: {name} must be at least 1.", "Pass a positive number."
-                )
 
     def words(self, subject, weights: Weights) -> tuple[WordList, torch.Tensor]:
         """The words that name components and their unit-norm output embeddings (V x d)."""

@@ -40,8 +40,13 @@ def concept_table(base: Records, tuned: Records, context: DiffContext) -> dict[s
     return table
 
 
+def check_annotator(options, resources) -> None:
+    """The annotator must exist before any model runs."""
+    resources.get("annotators", options["annotator"], builtin_annotators(), "annotator")
+
+
 DIFF_METRICS = (
     DiffMetric(explainer="ffn", name="concepts", compute=concept_table,
-               options={"annotator": "lexical"},
+               options={"annotator": "lexical"}, check=check_annotator,
                description="concept shares per category and layer group (the paper's Table 5)"),
 )  # fmt: skip

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from einops import rearrange
 
+from interpret_shift.core.options import at_least
 from interpret_shift.core.records import Explanation
 from interpret_shift.errors import InterpretShiftError
 from interpret_shift.lexicon.similarity import similarity_backend, thresholds
@@ -119,14 +120,14 @@ class HeadPatterns(LayerExplainer):
 
     @dataclasses.dataclass
     class Config:
-        top_k: int = 100
+        top_k: int = dataclasses.field(default=100, metadata=at_least(1))
         similarity: str = "model-embedding"
         similarity_path: str | None = None
         words: str = "vocabulary"
         words_path: str | None = None
-        n_words: int | None = 10_000
-        baseline: int = 3000
-        z: float = 1.96
+        n_words: int | None = dataclasses.field(default=10_000, metadata=at_least(2))
+        baseline: int = dataclasses.field(default=3000, metadata=at_least(1))
+        z: float = dataclasses.field(default=1.96, metadata=at_least(0))
         layers: list[int] | None = None
 
     def explain(

@@ -110,8 +110,8 @@ def greedy(model: nn.Module, ids: Sequence[int], max_new_tokens: int, stop: set[
     device = model.get_input_embeddings().weight.device
     step, past, new = torch.tensor([list(ids)], device=device), None, []
     for _ in range(max_new_tokens):
-        output = model(input_ids=step, past_key_values=past, use_cache=True)
-        past, token = output.past_key_values, int(output.logits[0, -1].argmax())
+        output = model(input_ids=step, cache=past, use_cache=True)
+        past, token = output.cache, int(output.logits[0, -1].argmax())
         if token in stop:
             break
         new.append(token)
@@ -132,6 +132,7 @@ class Encoded:
     user: Span  # the user's prompt text, in ``text`` characters
     shift: int  # text offset = prompt offset + shift
     response: list[int] | None = None
+    warnings: list[str] = dataclasses.field(default_factory=list)  # e.g. a cut response
 
     def mask(self, spans: Sequence[Span]) -> np.ndarray:
         start, stop = self.user
@@ -246,7 +247,13 @@ class SaliencyExplainer(Explainer):
         steps = self.config.max_new_tokens
         if limit is not None:
             steps = min(steps, limit - len(item.ids) + 1)  # its last token is never fed
-        return greedy(subject.model, item.ids, steps, _stop_tokens(subject))
+        response = greedy(subject.model, item.ids, steps, _stop_tokens(subject))
+        if steps < self.config.max_new_tokens and len(response) == steps:
+            item.warnings.append(
+                f"the generated response was cut at {steps} tokens by the model's {limit} "
+                f"positions (max_new_tokens is {self.config.max_new_tokens})"
+            )
+        return response
 
     def _record(self, subject, item: Encoded, s: np.ndarray, values: np.ndarray) -> Explanation:
         tokenizer, prompt = subject.tokenizer, item.prompt
@@ -276,6 +283,7 @@ class SaliencyExplainer(Explainer):
             "response": prompt.response if given else tokenizer.decode(item.response),
             "response_source": "given" if given else "generated",
             "response_tokens": [tokenizer.decode([token]) for token in item.response],
+            "warnings": list(item.warnings),
         }
         return Explanation(self.name, self.data_kind, arrays, meta)
 
@@ -285,7 +293,8 @@ def _check_length(item: Encoded, limit: int | None) -> None:
     if limit is not None and fed > limit:
         what = "prompt" if item.response is None else "prompt and its response"
         raise InterpretShiftError(
-            f"Prompt {item.prompt.id!r}: the {what} take {fed} tokens (with the chat template), "
+            f"Prompt {item.prompt.id!r}: the {what} take {fed} tokens"
+            f"{' (with the chat template)' if item.templated else ''}, "
             f"more than the model's {limit} positions.",
             "Shorten the prompt or response, or use a model with a longer context.",
         )

@@ -9,6 +9,7 @@ import numpy as np
 
 from interpret_shift.core.method import DiffContext, DiffMetric, Records
 from interpret_shift.core.views import TokenAttribution
+from interpret_shift.errors import InputError
 from interpret_shift.methods.saliency import analysis as sal
 
 HEATMAP_PROMPTS = 4
@@ -83,11 +84,17 @@ def heatmaps(base: Records, tuned: Records, context: DiffContext) -> list[dict[s
     return maps
 
 
+def check_bins(options, resources) -> None:
+    if options["bins"] < 1:
+        raise InputError(f"saliency.bins={options['bins']} is out of range.", "Pass at least 1.")
+
+
 DIFF_METRICS = (
     DiffMetric(explainer="saliency", name="instruction-score", compute=instruction_scores,
                description="instruction score per prompt, one-sided Welch tuned > base"),
     DiffMetric(explainer="saliency", name="position-curve", compute=position_curves,
-               options={"bins": 10}, description="importance density by relative prompt position"),
+               options={"bins": 10}, check=check_bins,
+               description="importance density by relative prompt position"),
     DiffMetric(explainer="saliency", name="heatmaps", compute=heatmaps,
                description="per-token densities of a few prompts"),
 )  # fmt: skip
