@@ -67,6 +67,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="an option of an explainer or its diff metrics, e.g. saliency.max_new_tokens=16 "
         "or ffn.annotator=local-llm (value parsed as JSON)",
     )  # fmt: skip
+    parser.add_argument(
+        "--preset", default=None, metavar="NAME",
+        help="start from a named set of options; 'paper': every choice of the paper's code "
+        "(docs/paper-fidelity.md). --set overrides it",
+    )  # fmt: skip
     parser.add_argument("--force", action="store_true", help="recompute finished results")
     add_model_options(parser)
 
@@ -97,12 +102,15 @@ def _explainers(args) -> list[str] | None:
 
 def _prepare(args: argparse.Namespace):
     """Everything that needs no model, checked first: explainers, options, prompts, --out."""
-    from interpret_shift.pipeline import check_output, load_prompt_set, plan
+    from interpret_shift.pipeline import check_output, load_prompt_set, plan, preset_options
     from interpret_shift.plugins import load_registry
 
     registry = load_registry()
-    options = parse_options(args.set)
-    plan(registry, _explainers(args), options)
+    names = _explainers(args)
+    if names is None:
+        names = registry.builtin_explainers()
+    options = preset_options(args.preset, parse_options(args.set), names)
+    plan(registry, names, options)
     prompts = load_prompt_set(args.prompts)
     check_output(args.out)
     return registry, options, prompts
@@ -118,7 +126,7 @@ def run_compare(args: argparse.Namespace) -> int:
         tuned = load_from_args(args.tuned, args, registry, label="tuned",
                                weights=args.tuned_weights)  # fmt: skip
     compare(base, tuned, prompts, args.out, registry=registry, explainers=_explainers(args),
-            options=options, force=args.force, console=console)  # fmt: skip
+            options=options, force=args.force, console=console, preset=args.preset)  # fmt: skip
     console.print(f"report: {args.out / 'report.html'}")
     return 0
 
@@ -129,7 +137,8 @@ def run_explain(args: argparse.Namespace) -> int:
     registry, options, prompts = _prepare(args)
     subject = load_from_args(args.model, args, registry, weights=args.weights)
     results = explain(subject, prompts, args.out, registry=registry,
-                      explainers=_explainers(args), options=options, force=args.force)  # fmt: skip
+                      explainers=_explainers(args), options=options, force=args.force,
+                      preset=args.preset)  # fmt: skip
     for name, records in results.items():
         folder = args.out / "records" / name / subject.label
         Console(stderr=True).print(f"{name}: {len(records)} records in {folder}")

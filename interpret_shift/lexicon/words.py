@@ -55,6 +55,8 @@ STOP_WORDS: frozenset[str] = frozenset(
 )
 
 MARKERS = {"byte-level": "Ġ", "sentencepiece": "▁"}
+#: How a word becomes token ids (:func:`word_token_ids`): ``shorter`` (the default) or ``paper``.
+WORD_RULES = ("shorter", "paper")
 # Without word-boundary markers, an alphabetic token counts as a word from this frequency on.
 UNMARKED_MIN_FREQUENCY = 1e-6
 
@@ -102,8 +104,9 @@ class WordList:
         """One id per word, equal for words that differ only in case."""
         return np.unique([w.lower() for w in self.words], return_inverse=True)[1].reshape(-1)
 
-    def tokenized(self, tokenizer) -> WordList:
-        """Resolve token ids with ``tokenizer`` (kept as they are if already known)."""
+    def tokenized(self, tokenizer, rule: str = "shorter") -> WordList:
+        """Resolve token ids with ``tokenizer`` by ``rule`` (see :func:`word_token_ids`);
+        ids already known are kept as they are."""
         if self.token_ids is not None:
             return self
         if tokenizer is None:
@@ -111,7 +114,7 @@ class WordList:
                 f"The word list {self.name!r} has no token ids and the model has no tokenizer.",
                 "Load the model with its tokenizer, or build the WordList with token_ids.",
             )
-        return replace(self, token_ids=word_token_ids(tokenizer, self.words))
+        return replace(self, token_ids=word_token_ids(tokenizer, self.words, rule))
 
     def embeddings(self, source, matrix: str = "input") -> torch.Tensor:
         """``(n_words, d_model)`` rows of the input (or output) embedding, mean over tokens.
@@ -142,15 +145,28 @@ def mean_rows(table: torch.Tensor, token_ids: Sequence[Sequence[int]]) -> torch.
     return F.embedding_bag(flat, table.float(), offsets, mode="mean")
 
 
-def word_token_ids(tokenizer, words: Sequence[str]) -> list[list[int]]:
-    """Token ids per word: the shorter of " word" and "word", " word" on a tie.
+def word_token_ids(tokenizer, words: Sequence[str], rule: str = "shorter") -> list[list[int]]:
+    """Token ids per word, by ``rule``:
 
-    " word" is how a word looks inside a sentence for byte-level BPE; sentencepiece
-    tokenizers add their own marker to "word", where " word" may cost an extra token.
+    - ``shorter`` (the default): the shorter of " word" and "word", " word" on a tie.
+      " word" is how a word looks inside a sentence for byte-level BPE; sentencepiece
+      tokenizers add their own marker to "word", where " word" may cost an extra token.
+    - ``paper`` (the paper's code): " word" without special tokens, minus a leading token
+      that is a bare space marker (SentencePiece "▁" or byte-level "Ġ" alone, or any token
+      that decodes to white space only) when other tokens follow.
+
+    A word of several tokens is later embedded as the mean of its tokens' rows.
     """
+    if rule not in WORD_RULES:
+        raise InterpretShiftError(
+            f"Unknown word rule {rule!r}.", f"Use one of: {', '.join(WORD_RULES)}."
+        )
     spaced = tokenizer([" " + w for w in words], add_special_tokens=False)["input_ids"]
-    bare = tokenizer(list(words), add_special_tokens=False)["input_ids"]
-    ids = [s if len(s) <= len(b) or not b else b for s, b in zip(spaced, bare)]
+    if rule == "paper":
+        ids = [s[1:] if len(s) > 1 and _bare_space(tokenizer, s[0]) else s for s in spaced]
+    else:
+        bare = tokenizer(list(words), add_special_tokens=False)["input_ids"]
+        ids = [s if len(s) <= len(b) or not b else b for s, b in zip(spaced, bare)]
     empty = [w for w, i in zip(words, ids) if not i]
     if empty:
         raise InterpretShiftError(
@@ -158,6 +174,15 @@ def word_token_ids(tokenizer, words: Sequence[str]) -> list[list[int]]:
             "Remove empty or whitespace-only words from the word list.",
         )
     return ids
+
+
+def _bare_space(tokenizer, token_id: int) -> bool:
+    """Whether a token is a word-boundary marker alone ("▁", "Ġ") or only white space."""
+    piece = tokenizer.convert_ids_to_tokens(int(token_id))
+    if isinstance(piece, str) and piece in (*MARKERS.values(), " "):
+        return True
+    text = tokenizer.decode([int(token_id)])
+    return bool(text) and not text.strip()
 
 
 # -- providers ------------------------------------------------------------------------------

@@ -9,8 +9,10 @@ from interpret_shift.pipeline.compare import (
     load_prompt_set,
     plan,
 )
+from interpret_shift.pipeline.presets import PRESETS, preset_options
 
 __all__ = [
+    "PRESETS",
     "Comparison",
     "align_templates",
     "check_output",
@@ -20,4 +22,5 @@ __all__ = [
     "explain",
     "load_prompt_set",
     "plan",
+    "preset_options",
 ]

@@ -40,6 +40,7 @@ from interpret_shift.diff import diff_records
 from interpret_shift.diff.model import next_token_kl, weight_deltas
 from interpret_shift.errors import InputError
 from interpret_shift.pipeline.checks import check_output, check_pair, check_prompts
+from interpret_shift.pipeline.presets import preset_options
 from interpret_shift.plugins import Registry, load_registry
 from interpret_shift.report import print_summary, render_report
 
@@ -151,13 +152,18 @@ def compare(
     options: dict[str, dict[str, Any]] | None = None,
     force: bool = False,
     console: Console | None = None,
+    preset: str | None = None,
 ) -> Comparison:
     """Run everything on two loaded subjects; the summary is also in DIR/summary.json.
 
     ``registry`` defaults to ``load_registry()``; ``explainers`` to the built-in ones.
+    ``preset`` (e.g. ``"paper"``, see :data:`~interpret_shift.pipeline.presets.PRESETS`)
+    sets options first; ``options`` override it. It is recorded as ``summary["preset"]``.
     """
     registry = registry or load_registry()
-    planned = plan(registry, explainers, options or {})
+    explainers = list(explainers) if explainers is not None else registry.builtin_explainers()
+    options = preset_options(preset, options, explainers)
+    planned = plan(registry, explainers, options)
     check_prompts(prompts)
     out = check_output(out)
     check_pair(base, tuned)
@@ -186,6 +192,7 @@ def compare(
         model = model_metrics(base, tuned, prompts, out, force, progress)
         claims += _claims(registry, MODEL, None, model)
     summary = {
+        "preset": preset,
         "base": base.provenance(),
         "tuned": tuned.provenance(),
         "n_prompts": len(prompts),
@@ -242,10 +249,16 @@ def explain(
     explainers: Sequence[str] | None = None,
     options: dict[str, dict[str, Any]] | None = None,
     force: bool = False,
+    preset: str | None = None,
 ) -> dict[str, dict]:
-    """Run explainers on one subject; records in ``out/records/<explainer>/<label>/``."""
+    """Run explainers on one subject; records in ``out/records/<explainer>/<label>/``.
+
+    ``preset`` sets options first, as in :func:`compare`; ``options`` override it.
+    """
     registry = registry or load_registry()
-    planned = plan(registry, explainers, options or {})
+    explainers = list(explainers) if explainers is not None else registry.builtin_explainers()
+    options = preset_options(preset, options, explainers)
+    planned = plan(registry, explainers, options)
     out = check_output(out)
     preflight(planned, (subject,), prompts)
     results = {}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -122,7 +123,9 @@ class FFNConcepts(LayerExplainer):
     Options: ``components`` (R) and ``top_k`` words per component; ``svd`` (auto, exact,
     randomized) with ``oversample`` (None: R), ``power_iters`` and ``seed`` for the
     randomised one; ``words`` ("tokens": every token decoded, the default; or a word-list
-    provider name), ``words_path``, ``n_words``; ``layers`` (None = all). A :class:`WordList` may be passed as ``word_list`` instead of naming one.
+    provider name), ``words_path``, ``n_words``, ``word_rule`` (``shorter`` or ``paper``:
+    how a provider's words become tokens); ``layers`` (None = all). A :class:`WordList`
+    may be passed as ``word_list`` instead of naming one.
     """
 
     name = "ffn"
@@ -141,6 +144,9 @@ class FFNConcepts(LayerExplainer):
         words_path: str | None = None
         n_words: int | None = dataclasses.field(default=None, metadata=at_least(1))
         layers: list[int] | None = None
+        # how a word-list provider's words become tokens (lexicon.words.word_token_ids);
+        # the default "tokens" list is token ids already and is not affected
+        word_rule: Literal["shorter", "paper"] = "shorter"
 
     def __init__(
         self, resources: Resources | None = None, word_list: WordList | None = None, **options
@@ -160,7 +166,7 @@ class FFNConcepts(LayerExplainer):
                 config.words, subject, path=config.words_path, size=config.n_words,
                 resources=self.resources,
             )  # fmt: skip
-            words = words.top(config.n_words).tokenized(tokenizer)
+            words = words.top(config.n_words).tokenized(tokenizer, config.word_rule)
             matrix = words.embeddings(weights, "output")
         return words, F.normalize(matrix.float(), dim=1)
 

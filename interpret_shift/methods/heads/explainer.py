@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -35,7 +36,7 @@ class WordSpace:
     embeddings: torch.Tensor  # (n, d_model), the input embedding rows
     vectors: torch.Tensor  # (n, dim), unit vectors of the similarity backend
     thresholds: torch.Tensor  # (n,), per-word similarity bar
-    lowered: torch.Tensor  # (n,), equal for words differing only in case
+    lowered: torch.Tensor  # (n,), equal for words that count as the same (see ``self_pairs``)
 
 
 def head_pairs(
@@ -105,13 +106,27 @@ def layer_pairs(
     return arrays
 
 
+def same_word_ids(words: WordList, rule: str = "lowercase") -> np.ndarray:
+    """One id per word; a pair of words with equal ids is a self pair and is dropped.
+
+    ``lowercase``: words equal once lower-cased ("The", "the") share an id. ``exact`` (the
+    paper's code): only identical strings do.
+    """
+    if rule == "exact":
+        return np.unique(words.words, return_inverse=True)[1].reshape(-1)
+    return words.lowered_ids()
+
+
 class HeadPatterns(LayerExplainer):
     """Per layer, per head: dimensions by energy and the related word pairs each one links.
 
     Options: ``top_k`` words per dimension; ``words`` (a word-list provider name),
-    ``words_path`` and ``n_words``; ``similarity`` (a backend name) and ``similarity_path``;
-    ``baseline`` words and ``z`` for the thresholds; ``layers`` (None = all). A :class:`WordList` object may be passed as ``word_list`` instead
-    of naming a provider (its name is then recorded as ``words``).
+    ``words_path``, ``n_words`` and ``word_rule`` (how words become tokens: ``shorter`` or
+    ``paper``); ``similarity`` (a backend name) and ``similarity_path``; ``baseline`` words
+    (None: the whole list) and ``z`` for the thresholds; ``self_pairs`` (``lowercase``: drop
+    pairs of words equal once lower-cased; ``exact``, the paper's: drop only identical
+    words); ``layers`` (None = all). A :class:`WordList` object may be passed as
+    ``word_list`` instead of naming a provider (its name is then recorded as ``words``).
     """
 
     name = "heads"
@@ -126,9 +141,12 @@ class HeadPatterns(LayerExplainer):
         words: str = "vocabulary"
         words_path: str | None = None
         n_words: int | None = dataclasses.field(default=10_000, metadata=at_least(2))
-        baseline: int = dataclasses.field(default=3000, metadata=at_least(1))
+        # None: every word of the list is in the baseline (the paper's code)
+        baseline: int | None = dataclasses.field(default=3000, metadata=at_least(1))
         z: float = dataclasses.field(default=1.96, metadata=at_least(0))
         layers: list[int] | None = None
+        word_rule: Literal["shorter", "paper"] = "shorter"  # lexicon.words.word_token_ids
+        self_pairs: Literal["lowercase", "exact"] = "lowercase"
 
     def explain(
         self, subject, keys: Sequence[str], prompts: Sequence = ()
@@ -167,19 +185,22 @@ class HeadPatterns(LayerExplainer):
             config.words, subject, path=config.words_path, size=config.n_words,
             resources=self.resources,
         )  # fmt: skip
-        words = words.top(config.n_words).tokenized(getattr(subject, "tokenizer", None))
+        words = words.top(config.n_words).tokenized(
+            getattr(subject, "tokenizer", None), config.word_rule
+        )
         if len(words) < 2:
             raise InterpretShiftError(
                 f"The word list {words.name!r} has {len(words)} word(s).", "Use a longer list."
             )
         backend = similarity_backend(config.similarity, self.resources)
+        baseline = len(words) if config.baseline is None else config.baseline
         with torch.inference_mode():
             vectors = backend.vectors(words, subject, path=config.similarity_path).float()
             space = WordSpace(
                 words=words,
                 embeddings=words.embeddings(subject.weights, "input"),
                 vectors=vectors,
-                thresholds=thresholds(vectors, words.most_frequent(config.baseline), config.z),
-                lowered=torch.from_numpy(words.lowered_ids()),
+                thresholds=thresholds(vectors, words.most_frequent(baseline), config.z),
+                lowered=torch.from_numpy(same_word_ids(words, config.self_pairs)),
             )
         return space

@@ -15,34 +15,47 @@ import numpy as np
 from interpret_shift.core.stats import t_test
 
 
-def quantize(s: np.ndarray, levels: int = 10) -> np.ndarray:
+def quantize(s: np.ndarray, levels: int = 10, epsilon: float = 0.0) -> np.ndarray:
     """Positive part of each response token's column, scaled by its max and rounded up to levels.
 
     Per-column scaling makes response tokens comparable whatever their gradient magnitude;
-    a column without any positive entry becomes all zeros.
+    a column without any positive entry becomes all zeros. ``epsilon`` is added to each
+    column's max before dividing: 0 (the default) divides by the exact max, so a column's
+    largest entry is always at the top level; the paper's code uses 1e-7, which lowers the
+    top level of columns whose max is itself near 1e-7 and moves entries that sit just
+    above a level boundary down one level.
     """
     positive = np.maximum(np.asarray(s, dtype=np.float64), 0.0)
     column_max = positive.max(axis=0, keepdims=True) if positive.size else positive
-    scaled = np.divide(positive, column_max, out=np.zeros_like(positive), where=column_max > 0)
+    scaled = np.divide(
+        positive, column_max + epsilon, out=np.zeros_like(positive), where=column_max > 0
+    )
     return np.ceil(scaled * levels)
 
 
-def sparsify(s: np.ndarray, levels: int = 10, threshold: int = 7) -> np.ndarray:
+def sparsify(
+    s: np.ndarray, levels: int = 10, threshold: int = 7, epsilon: float = 0.0
+) -> np.ndarray:
     """Quantize, then zero the levels <= ``threshold`` so only strong attributions remain."""
-    quantized = quantize(s, levels)
+    quantized = quantize(s, levels, epsilon)
     return np.where(quantized > threshold, quantized, 0.0)
 
 
-def density(sparse: np.ndarray, p: float = 4) -> np.ndarray:
+def density(sparse: np.ndarray, p: float = 4, normalise: bool = True) -> np.ndarray:
     """Importance density per prompt token: ||s_i||_1 / ||s_i||_p, divided by its prompt maximum.
 
     The ratio is large when a token matters for many response tokens at once rather than
     strongly for a few. Rows (and prompts) without any attribution give 0, never NaN.
+    With ``normalise=False`` the ratio is returned as it is, before the division by the
+    prompt's maximum (comparable across prompts: it counts, roughly, how many response
+    tokens lean on the token).
     """
     x = np.abs(np.asarray(sparse, dtype=np.float64))
     l1 = x.sum(axis=1)
     lp = (x**p).sum(axis=1) ** (1.0 / p)
     ratio = np.divide(l1, lp, out=np.zeros_like(l1), where=lp > 0)
+    if not normalise:
+        return ratio
     top = ratio.max() if ratio.size else 0.0
     return ratio / top if top > 0 else ratio
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -140,28 +140,76 @@ class Encoded:
         return token_mask(self.offsets, [(a, b) for a, b in moved if a < b])
 
 
-def encode(tokenizer, prompt: PromptRecord, chat_template: bool) -> Encoded:
-    """Format (chat template or raw text), tokenize with offsets, locate the user's text."""
+def encode(
+    tokenizer, prompt: PromptRecord, chat_template: bool, response_tokens: str = "separate"
+) -> Encoded:
+    """Format (chat template or raw text), tokenize with offsets, locate the user's text.
+
+    ``response_tokens`` says how a given response becomes tokens: ``separate`` tokenizes it
+    alone (no special tokens) and appends it to the prompt's tokens; ``joined`` (the
+    paper's code) tokenizes ``prompt.strip() + " " + response.strip()`` and takes as the
+    response the tokens after as many as the stripped prompt alone has. ``joined`` needs
+    the raw prompt (no chat template) and changes nothing for generated responses.
+    """
     if not prompt.prompt.strip():
         raise InterpretShiftError(
             f"Prompt {prompt.id!r} is empty.", "Give every prompt some text, or drop it."
         )
     templated = bool(chat_template and getattr(tokenizer, "chat_template", None))
+    if response_tokens == "joined" and prompt.response is not None:
+        if templated:
+            raise InterpretShiftError(
+                f"Prompt {prompt.id!r}: response_tokens='joined' tokenizes the raw prompt and "
+                "its response as one text, which a chat template cannot take part in.",
+                "Also set chat_template=false (e.g. --set saliency.chat_template=false), or "
+                "use response_tokens='separate'.",
+            )
+        return _encode_joined(tokenizer, prompt)
     text = render_chat(tokenizer, prompt.prompt) if templated else prompt.prompt
-    try:  # a text from a chat template already holds its special tokens
-        encoding = tokenizer(text, add_special_tokens=not templated, return_offsets_mapping=True)
-    except NotImplementedError as error:
-        raise InterpretShiftError(
-            "The saliency explainer maps prompt spans to tokens by character offsets, which "
-            f"this tokenizer ({type(tokenizer).__name__}) cannot report.",
-            "Load the model with its fast tokenizer (tokenizer.json).",
-        ) from error
+    encoding = _tokenize(tokenizer, text, add_special_tokens=not templated)
     user, shift = _locate(tokenizer, text, prompt) if templated else ((0, len(text)), 0)
     response = None
     if prompt.response is not None:
         response = tokenizer(prompt.response, add_special_tokens=False).input_ids
     offsets = np.asarray(encoding["offset_mapping"], dtype=np.int64).reshape(-1, 2)
     return Encoded(prompt, text, templated, encoding.input_ids, offsets, user, shift, response)
+
+
+def _encode_joined(tokenizer, prompt: PromptRecord) -> Encoded:
+    """The paper's tokenization of a prompt and its given response as one text.
+
+    The model reads the first n tokens of the joined text, n = the stripped prompt's own
+    token count, and the response is the rest. ``text`` is the stripped prompt; spans move
+    by the white space stripped from its start.
+    """
+    body = prompt.prompt.strip()
+    lead = len(prompt.prompt) - len(prompt.prompt.lstrip())
+    joined = body + " " + (prompt.response or "").strip()
+    alone = tokenizer(body).input_ids  # special tokens as the paper's code: the defaults
+    encoding = _tokenize(tokenizer, joined, add_special_tokens=True)
+    n = len(alone)
+    ids = list(encoding.input_ids)
+    offsets = np.asarray(encoding["offset_mapping"], dtype=np.int64).reshape(-1, 2)[:n]
+    offsets = np.minimum(offsets, len(body))  # a token across the joint stays in the prompt
+    response = ids[n:] if (prompt.response or "").strip() else []
+    item = Encoded(prompt, body, False, ids[:n], offsets, (0, len(body)), -lead, response)
+    if ids[:n] != alone:
+        item.warnings.append(
+            "joined tokenization: the prompt's tokens differ when its response follows, so "
+            "the response tokens start at a shifted boundary"
+        )
+    return item
+
+
+def _tokenize(tokenizer, text: str, add_special_tokens: bool):
+    try:  # a text from a chat template already holds its special tokens
+        return tokenizer(text, add_special_tokens=add_special_tokens, return_offsets_mapping=True)
+    except NotImplementedError as error:
+        raise InterpretShiftError(
+            "The saliency explainer maps prompt spans to tokens by character offsets, which "
+            f"this tokenizer ({type(tokenizer).__name__}) cannot report.",
+            "Load the model with its fast tokenizer (tokenizer.json).",
+        ) from error
 
 
 def _locate(tokenizer, text: str, prompt: PromptRecord) -> tuple[Span, int]:
@@ -203,6 +251,9 @@ class SaliencyExplainer(Explainer):
         max_new_tokens: int = 64  # greedy response length when a prompt has none
         batch_size: int = 1  # prompts per forward pass (memory grows with batch x chunk)
         target_chunk: int = 16  # response positions per prompt per backward pass
+        # a given response: tokenized alone ("separate") or with its prompt ("joined", the
+        # paper's code; needs chat_template=false)
+        response_tokens: Literal["separate", "joined"] = "separate"
 
         def __post_init__(self) -> None:
             if self.target not in TARGETS:
@@ -226,7 +277,9 @@ class SaliencyExplainer(Explainer):
     ) -> Iterator[tuple[str, Explanation]]:
         by_id = {prompt.id: prompt for prompt in prompts}
         # Tokenize everything first, so that a bad prompt fails before any long work.
-        encoded = [encode(subject.tokenizer, by_id[key], self.config.chat_template) for key in keys]
+        config = self.config
+        encoded = [encode(subject.tokenizer, by_id[key], config.chat_template,
+                          config.response_tokens) for key in keys]  # fmt: skip
         limit = max_positions(subject.model.config)
         for item in encoded:
             _check_length(item, limit)
