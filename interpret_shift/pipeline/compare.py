@@ -42,7 +42,8 @@ from interpret_shift.errors import InputError
 from interpret_shift.pipeline.checks import check_output, check_pair, check_prompts
 from interpret_shift.pipeline.presets import preset_options
 from interpret_shift.plugins import Registry, load_registry
-from interpret_shift.report import print_summary, render_report
+from interpret_shift.report import load_results, print_summary, render_report
+from interpret_shift.report.page import notebook_html
 
 SIDES = ("base", "tuned")
 
@@ -77,9 +78,6 @@ class Comparison:
         return self.summary["claims"]
 
     def _repr_html_(self) -> str:
-        from interpret_shift.report import load_results
-        from interpret_shift.report.page import notebook_html
-
         results = load_results(self.out)
         return notebook_html(results.summary, results.diffs, self.sections)
 
