@@ -56,13 +56,15 @@ class DiffMetric(Applies):
     """``compute(base, tuned, context)`` takes two ``{key: record}`` maps, returns JSON data.
 
     ``options`` are the metric's settings with their defaults (``--set EXPLAINER.NAME=...``);
-    a value must have its default's type. ``check(options, resources)`` raises an
-    ``InputError`` for a value that cannot work, before any model runs.
+    a value must have its default's type and be at least its ``minimums`` entry, if any.
+    ``check(options, resources)`` raises an ``InputError`` for any other value that cannot
+    work (e.g. an unknown annotator), before any model runs.
     """
 
     name: str = ""
     compute: Callable[[Records, Records, DiffContext], Json] | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    minimums: Mapping[str, float] = field(default_factory=dict)
     description: str = ""
     check: Callable[[Mapping[str, Any], Resources], None] | None = None
 

@@ -29,6 +29,7 @@ from interpret_shift.core.weights import (
     Weights,
     checkpoint_fingerprint,
     fingerprint,
+    safetensors_shards,
 )
 from interpret_shift.errors import InterpretShiftError, ModelLoadError
 
@@ -248,11 +249,7 @@ def _checkpoint(folder: str | Path | None) -> Path | None:
     if folder is None:
         return None
     path = Path(folder).expanduser()
-    if not path.is_dir() or not any(path.glob("*.safetensors")):
-        raise ModelLoadError(
-            f"{path} is not a folder of .safetensors files, so weights cannot be streamed from it.",
-            "Pass the folder save_pretrained() wrote (config.json and *.safetensors).",
-        )
+    safetensors_shards(path)
     return path
 
 

@@ -57,6 +57,20 @@ class ModelTensors:
         return True
 
 
+def safetensors_shards(folder: str | Path) -> list[Path]:
+    """The ``*.safetensors`` shards of a checkpoint folder, in order; an error without any."""
+    folder = Path(folder)
+    shards = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+    if not shards:
+        raise ModelLoadError(
+            f"{folder} is not a folder of .safetensors files, so weights cannot be streamed "
+            "from it.",
+            "Pass the folder save_pretrained() wrote (config.json and *.safetensors), or "
+            "load the model without streaming.",
+        )
+    return shards
+
+
 class SafetensorsTensors:
     """Tensors of a checkpoint folder, read one at a time from memory-mapped shards.
 
@@ -66,15 +80,8 @@ class SafetensorsTensors:
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
-        shards = sorted(self.folder.glob("*.safetensors"))
-        if not shards:
-            raise ModelLoadError(
-                f"No .safetensors files in {self.folder}.",
-                "Streaming reads safetensors checkpoints only; load the model instead "
-                "(without streaming) or convert it with save_pretrained().",
-            )
         self.files: dict[str, Path] = {}
-        for shard in shards:
+        for shard in safetensors_shards(self.folder):
             with safe_open(shard, framework="pt") as handle:
                 self.files.update(dict.fromkeys(handle.keys(), shard))
         self.prefixes = {key.rsplit(".", i)[0] for key in self.files for i in (1, 2, 3)}
@@ -200,7 +207,7 @@ def checkpoint_fingerprint(folder: str | Path, samples: int = 256) -> str:
     evenly spaced 64-byte pieces of its data, so a retrained or swapped checkpoint changes it.
     """
     digest = hashlib.sha256()
-    for shard in sorted(Path(folder).glob("*.safetensors")):
+    for shard in safetensors_shards(folder):
         size = shard.stat().st_size
         with shard.open("rb") as handle:
             header_size = int.from_bytes(handle.read(8), "little")

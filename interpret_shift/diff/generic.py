@@ -14,6 +14,7 @@ import numpy as np
 
 from interpret_shift.core.linalg import match_components, principal_angles, subspace_overlap
 from interpret_shift.core.method import Claim, Claims, DiffContext, DiffMetric, Records
+from interpret_shift.core.render.numbers import brief
 from interpret_shift.core.stats import paired_t_test
 from interpret_shift.core.views import RankedWords, Subspace, TokenAttribution, UnitScalars
 
@@ -57,8 +58,9 @@ def pair_overlap(base: Records, tuned: Records, context: DiffContext) -> dict[st
     keys = _common(base, tuned)
     rows, units = [], []
     for key in keys:
-        a, b = RankedWords.of(base[key]).pair_sets(), RankedWords.of(tuned[key]).pair_sets()
-        units = RankedWords.of(base[key]).units if not units else units
+        view = RankedWords.of(base[key])
+        a, b = view.pair_sets(), RankedWords.of(tuned[key]).pair_sets()
+        units = units or view.units
         rows.append([float(len(x & y) / len(x | y)) if x | y else None for x, y in zip(a, b)])
     values = [v for row in rows for v in row if v is not None]
     return {"items": keys, "units": units, "jaccard": rows,
@@ -88,10 +90,10 @@ class Rotation:
 
 def rotation_of(base, tuned, components: int | None = None) -> Rotation:
     """Principal angles, overlap and component matching between two subspace records."""
-    a = Subspace.of(base).directions[:components]
-    b = Subspace.of(tuned).directions[:components]
+    view = Subspace.of(base)
+    a, b = view.directions[:components], Subspace.of(tuned).directions[:components]
     index_a, index_b, cosine = match_components(a, b)
-    return Rotation(Subspace.of(base).layer, principal_angles(a, b), subspace_overlap(a, b),
+    return Rotation(view.layer, principal_angles(a, b), subspace_overlap(a, b),
                     np.stack([index_a, index_b], axis=1), cosine)  # fmt: skip
 
 
@@ -171,22 +173,20 @@ GENERIC_DIFF_METRICS = (
 
 
 # -- one summary line per data kind, for explainers that bring no claims ---------------------
-def _fmt(value: Any) -> str:
-    return "n/a" if value is None else f"{value:.3g}"
 
 
 def _attribution_claims(diff: dict) -> list[Claim]:
     shift = diff.get("attribution-shift") or {}
     n = len([c for c in shift.get("cosine", []) if c is not None])
     return [Claim(f"Prompt-token importance of the two models agrees with mean cosine "
-                  f"{_fmt(shift.get('mean_cosine'))} (1 = same tokens matter).",
+                  f"{brief(shift.get('mean_cosine'))} (1 = same tokens matter).",
                   "attribution-shift", n=n)] if n else []  # fmt: skip
 
 
 def _ranked_claims(diff: dict) -> list[Claim]:
     overlap = diff.get("pair-overlap") or {}
     n = sum(v is not None for row in overlap.get("jaccard", []) for v in row)
-    return [Claim(f"Units keep on average {_fmt(overlap.get('mean'))} of their word pairs "
+    return [Claim(f"Units keep on average {brief(overlap.get('mean'))} of their word pairs "
                   "(Jaccard overlap, 1 = unchanged).", "pair-overlap", n=n)] if n else []  # fmt: skip
 
 
@@ -194,8 +194,8 @@ def _subspace_claims(diff: dict) -> list[Claim]:
     summary = (diff.get("rotation") or {}).get("summary") or {}
     if not summary.get("layers"):
         return []
-    return [Claim(f"The top directions rotated by {_fmt(summary['mean_angle_deg'])}° on average "
-                  f"(subspace overlap {_fmt(summary['mean_overlap'])}).", "rotation",
+    return [Claim(f"The top directions rotated by {brief(summary['mean_angle_deg'])}° on average "
+                  f"(subspace overlap {brief(summary['mean_overlap'])}).", "rotation",
                   n=summary["layers"])]  # fmt: skip
 
 
@@ -205,8 +205,8 @@ def _scalar_claims(diff: dict) -> list[Claim]:
     if not tested:
         return []
     best = min(tested, key=lambda t: t["p"])
-    return [Claim(f"Largest paired change at {best['unit']}: {_fmt(best['mean_base'])} (base) → "
-                  f"{_fmt(best['mean_tuned'])} (tuned), paired t-test; {len(tested)} units tested.",
+    return [Claim(f"Largest paired change at {best['unit']}: {brief(best['mean_base'])} (base) → "
+                  f"{brief(best['mean_tuned'])} (tuned), paired t-test; {len(tested)} units tested.",
                   "paired-units", n=best["n"], p=best["p"])]  # fmt: skip
 
 

@@ -111,6 +111,13 @@ class Registry:
 
     def make_explainer(self, name: str, options: dict[str, Any] | None = None) -> Explainer:
         """An explainer with its options; options of its diff metrics are left out here."""
+        return self.prepare(name, options)[0]
+
+    def prepare(
+        self, name: str, options: dict[str, Any] | None = None
+    ) -> tuple[Explainer, dict[str, Any]]:
+        """The explainer ``name`` built with its options, and its diff metrics' options
+        (defaults filled in), all checked."""
         explainers = self.explainers()
         if name not in explainers:
             raise PluginError(
@@ -118,8 +125,8 @@ class Registry:
                 f"Available: {', '.join(sorted(explainers))} (see `interpret-shift plugins`).",
             )
         cls = explainers[name]
-        config, _ = self.split_options(cls, options or {})
-        return cls(self.resources(), **config)
+        config, diff = self.split_options(cls, options or {})
+        return cls(self.resources(), **config), diff
 
     def split_options(
         self, explainer: type[Explainer], options: dict[str, Any]
@@ -127,8 +134,10 @@ class Registry:
         """Options of the explainer's config, and those of its diff metrics (with defaults)."""
         fields = {f.name for f in dataclasses.fields(explainer.Config)}
         defaults: dict[str, Any] = {}
+        minimums: dict[str, float] = {}
         for metric in self.diff_metrics_for(explainer.name, explainer.data_kind):
             defaults.update(metric.options)
+            minimums.update(metric.minimums)
         unknown = sorted(set(options) - fields - set(defaults))
         if unknown:
             raise InputError(
@@ -138,7 +147,8 @@ class Registry:
         config = {k: v for k, v in options.items() if k in fields}
         diff = {**defaults, **{k: v for k, v in options.items() if k not in fields}}
         for key, value in diff.items():
-            check_value(f"{explainer.name}.{key}", value, type(defaults[key]))
+            check_value(f"{explainer.name}.{key}", value, type(defaults[key]),
+                        {"min": minimums.get(key)})  # fmt: skip
         for metric in self.diff_metrics_for(explainer.name, explainer.data_kind):
             if metric.check is not None:
                 metric.check(diff, self.resources())

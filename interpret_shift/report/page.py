@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata, resources
 from typing import Any
 
@@ -112,9 +112,7 @@ def build_page(summary: Json, diffs: Mapping[str, Json], sections: Sequence[Repo
         claims.append(shown)
         if home:
             by_section.setdefault(home.id, []).append(shown)
-    drawn = [
-        d.__class__(**{**d.__dict__, "claims": tuple(by_section.get(d.id, ()))}) for d in drawn
-    ]
+    drawn = [replace(d, claims=tuple(by_section.get(d.id, ()))) for d in drawn]
     explainers = ", ".join(e["name"] for e in summary.get("explainers") or []) or "none"
     facts = [("Prompts", summary.get("n_prompts", "–")), ("Explainers run", explainers),
              ("Sections", ", ".join(d.title for d in drawn) or "none")]  # fmt: skip

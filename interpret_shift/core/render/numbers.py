@@ -29,3 +29,8 @@ def format_p(p: Any) -> str:
 
 def significant(p: Any, level: float = 0.05) -> bool:
     return finite(p) and p < level
+
+
+def brief(value: Any) -> str:
+    """A number in a sentence (claims): three significant digits, "n/a" when missing."""
+    return "n/a" if value is None else f"{value:.3g}"

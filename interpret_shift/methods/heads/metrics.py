@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from interpret_shift.core.method import DiffContext, DiffMetric, Records
-from interpret_shift.errors import InputError, InterpretShiftError
+from interpret_shift.errors import InterpretShiftError
 from interpret_shift.lexicon.words import load_words
 from interpret_shift.methods.heads.analysis import compare_verbs
 from interpret_shift.methods.heads.analysis import head_overlap as overlaps
@@ -41,16 +41,9 @@ def verb_shares(base: Records, tuned: Records, context: DiffContext) -> dict[str
     ]}  # fmt: skip
 
 
-def check_top_pairs(options, resources) -> None:
-    if options["top_pairs"] < 1:
-        raise InputError(
-            f"heads.top_pairs={options['top_pairs']} is out of range.", "Pass at least 1."
-        )
-
-
 DIFF_METRICS = (
     DiffMetric(explainer="heads", name="head-overlap", compute=head_overlap,
-               options={"top_pairs": 100}, check=check_top_pairs,
+               options={"top_pairs": 100}, minimums={"top_pairs": 1},
                description="Jaccard of top pairs per head"),
     DiffMetric(explainer="heads", name="verb-shares", compute=verb_shares,
                description="instruction vs general verbs per layer group (the paper's Table 3)"),

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from interpret_shift.core.method import Claim, Claims, Json
+from interpret_shift.core.render.numbers import brief
 
 SIGNIFICANCE = 0.01
-
-
-def _fmt(value) -> str:
-    return "n/a" if value is None else f"{value:.3g}"
 
 
 def instruction_claims(diff: Json) -> list[Claim]:
@@ -22,8 +19,8 @@ def instruction_claims(diff: Json) -> list[Claim]:
         if shifted
         else "No significant increase of the instruction scores after tuning."
     )
-    text = (f"{verdict} Mean instruction score {_fmt(score['mean_tuned'])} (tuned) vs "
-            f"{_fmt(score['mean_base'])} (base), one-sided Welch t-test.")  # fmt: skip
+    text = (f"{verdict} Mean instruction score {brief(score['mean_tuned'])} (tuned) vs "
+            f"{brief(score['mean_base'])} (base), one-sided Welch t-test.")  # fmt: skip
     return [Claim(text, "instruction-scores", n=score["n_base"] + score["n_tuned"], p=p,
                   extra={"shift_found": shifted})]  # fmt: skip
 

@@ -10,7 +10,6 @@ import numpy as np
 
 from interpret_shift.core.method import DiffContext, DiffMetric, Records
 from interpret_shift.core.views import TokenAttribution
-from interpret_shift.errors import InputError
 from interpret_shift.methods.saliency import analysis as sal
 
 HEATMAP_PROMPTS = 4
@@ -108,22 +107,13 @@ def heatmaps(base: Records, tuned: Records, context: DiffContext) -> list[dict[s
     return maps
 
 
-def check_options(options, resources) -> None:
-    """Ranges of the saliency diff options (their types are checked by the registry)."""
-    lowest = {"bins": 1, "levels": 1, "threshold": 0, "norm_p": 1, "epsilon": 0}
-    for name, low in lowest.items():
-        if name in options and options[name] < low:
-            raise InputError(
-                f"saliency.{name}={options[name]} is out of range.", f"Pass at least {low}."
-            )
-
-
 DIFF_METRICS = (
     DiffMetric(explainer="saliency", name="instruction-score", compute=instruction_scores,
-               options=DENSITY_OPTIONS, check=check_options,
+               options=DENSITY_OPTIONS,
+               minimums={"levels": 1, "threshold": 0, "norm_p": 1, "epsilon": 0},
                description="instruction score per prompt, one-sided Welch tuned > base"),
     DiffMetric(explainer="saliency", name="position-curve", compute=position_curves,
-               options={"bins": 10}, check=check_options,
+               options={"bins": 10}, minimums={"bins": 1},
                description="importance density by relative prompt position"),
     DiffMetric(explainer="saliency", name="heatmaps", compute=heatmaps,
                description="per-token densities of a few prompts"),
