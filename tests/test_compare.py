@@ -138,3 +138,15 @@ def test_an_unknown_option_or_explainer_is_refused_before_any_work(tmp_path):
     with pytest.raises(InputError, match="not among the explainers"):
         compare(base, base, [], tmp_path, explainers=["heads"], options={"ffn": {"top_k": 3}})
     assert not any(tmp_path.iterdir())
+
+
+def test_a_damaged_model_diff_is_recomputed(tmp_path):
+    base = Subject.from_model(tiny_model("llama"), tiny_tokenizer(), source="a", label="base")
+    prompts = [PromptRecord(id="p0", prompt=TEXTS[0])]
+    options = {"ffn": {"components": 2, "top_k": 2}}
+    compare(base, base, prompts, tmp_path, explainers=["ffn"], options=options)
+    path = tmp_path / "diff" / "model.json"
+    whole = json.loads(path.read_text())
+    path.write_text(path.read_text()[:40])  # truncated, as by a crash mid-write elsewhere
+    compare(base, base, prompts, tmp_path, explainers=["ffn"], options=options)
+    assert json.loads(path.read_text()) == whole

@@ -108,12 +108,7 @@ def plan(
             f"({', '.join(names)}).",
             "Check the spelling, or add it to --explainers.",
         )
-    planned = []
-    for name in names:
-        explainer = registry.make_explainer(name, options.get(name, {}))
-        _, diff_options = registry.split_options(type(explainer), options.get(name, {}))
-        planned.append(Planned(explainer, diff_options))
-    return planned
+    return [Planned(*registry.prepare(name, options.get(name, {}))) for name in names]
 
 
 def preflight(planned: Sequence[Planned], subjects: Sequence, prompts) -> None:
@@ -221,18 +216,21 @@ def _claims(registry: Registry, name: str, data_kind: str | None, diff: dict) ->
 def model_metrics(base, tuned, prompts, out: Path, force: bool, progress) -> dict[str, Any]:
     """Weight deltas and KL; reused from DIR when the same two models and prompts made them."""
     path = out / "diff" / f"{MODEL}.json"
-    identity = [base.fingerprint, tuned.fingerprint,
-                [[p.id, render_chat(tuned.tokenizer, p.prompt)] for p in prompts]]  # fmt: skip
+    ids = [p.id for p in prompts]
+    texts = [render_chat(tuned.tokenizer, p.prompt) for p in prompts]
+    identity = [base.fingerprint, tuned.fingerprint, [list(pair) for pair in zip(ids, texts)]]
     if path.exists() and not force:
-        cached = json.loads(path.read_text())
-        if cached.get("identity") == identity:
+        try:
+            cached = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            cached = {}  # damaged: recomputed below
+        if isinstance(cached, dict) and cached.get("identity") == identity:
             return cached
     task = progress.add_task("weight deltas and next-token KL", total=2)
     with base.frozen(), tuned.frozen():
         result = {"identity": identity, "weights": weight_deltas(base, tuned)}
         progress.advance(task)
-        result["kl"] = next_token_kl(base, tuned, [render_chat(tuned.tokenizer, p.prompt)
-                                                   for p in prompts], [p.id for p in prompts])  # fmt: skip
+        result["kl"] = next_token_kl(base, tuned, texts, ids)
     progress.advance(task)
     write_json(path, result)
     return json_safe(result)
