@@ -28,7 +28,9 @@ from interpret_shift.core.resources import Resources
 from interpret_shift.errors import RecordError
 
 #: What an explainer may declare in ``needs``.
-NEEDS = frozenset({"prompts", "gradients", "weights", "hook_points", "eager_attention"})
+#: ``pair``: the explainer reads both models at once and is handed a
+#: :class:`~interpret_shift.core.pair.Pair` instead of one subject (``compare`` only).
+NEEDS = frozenset({"prompts", "gradients", "weights", "hook_points", "eager_attention", "pair"})
 
 
 class Explainer(ABC):

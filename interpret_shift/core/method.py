@@ -54,6 +54,8 @@ class DiffContext:
 @dataclass(frozen=True)
 class DiffMetric(Applies):
     """``compute(base, tuned, context)`` takes two ``{key: record}`` maps, returns JSON data.
+    For a pair explainer (one that reads both models at once, ``needs`` has ``"pair"``) the
+    records already hold both models: ``compute(records, context)``.
 
     ``options`` are the metric's settings with their defaults (``--set EXPLAINER.NAME=...``);
     a value must have its default's type and be at least its ``minimums`` entry, if any.
@@ -62,7 +64,7 @@ class DiffMetric(Applies):
     """
 
     name: str = ""
-    compute: Callable[[Records, Records, DiffContext], Json] | None = None
+    compute: Callable[..., Json] | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     minimums: Mapping[str, float] = field(default_factory=dict)
     description: str = ""

@@ -42,6 +42,8 @@ class Subject:
 
     ``weights_from``: a safetensors checkpoint folder that weight-only explainers stream
     from (one tensor at a time) instead of the loaded model's parameters.
+    ``memory_budget``: bytes of working memory an explainer may use on this model's device
+    (``None``: a share of what is free, see :mod:`interpret_shift.core.memory`).
     """
 
     model: nn.Module
@@ -51,6 +53,7 @@ class Subject:
     label: str = ""
     options: dict = field(default_factory=dict)
     weights_from: Path | None = None
+    memory_budget: int | None = None
     memo_store: dict = field(default_factory=dict, repr=False)
 
     @cached_property

@@ -16,7 +16,14 @@ from interpret_shift.core.method import DiffContext, DiffMetric, Records
 from interpret_shift.diff.generic import GENERIC_DIFF_METRICS
 from interpret_shift.errors import RecordError
 
-__all__ = ["DiffContext", "DiffMetric", "Records", "check_pairable", "diff_records"]
+__all__ = [
+    "DiffContext",
+    "DiffMetric",
+    "Records",
+    "analyse_pair",
+    "check_pairable",
+    "diff_records",
+]
 
 #: Metadata fields that must agree for two records to be comparable.
 MUST_MATCH = ("explainer", "data_kind", "prompt_ids", "word_list", "config")
@@ -58,6 +65,14 @@ def diff_records(
         metrics = [m for m in GENERIC_DIFF_METRICS if m.data_kind == first.data_kind]
     context = context or DiffContext(first.explainer)
     return {metric.name: metric.compute(base, tuned, context) for metric in metrics}
+
+
+def analyse_pair(
+    records: Records, metrics: Iterable[DiffMetric], context: DiffContext
+) -> dict[str, Any]:
+    """A pair explainer's records already hold both models: each metric reads them alone,
+    ``compute(records, context)``; ``{metric name: its result}``."""
+    return {metric.name: metric.compute(records, context) for metric in metrics}
 
 
 def _field(record, field: str) -> Any:

@@ -47,14 +47,15 @@ def check_output(out: str | Path) -> Path:
 def _describe(subject) -> str:
     config = subject.model.config
     architecture = (config.architectures or [type(subject.model).__name__])[0]
-    return f"{subject.source} ({architecture}, {subject.layout.n_layers} layers)"
+    width = getattr(config, "hidden_size", "?")
+    return f"{subject.source} ({architecture}, {subject.layout.n_layers} layers of width {width})"
 
 
 def check_pair(base, tuned) -> None:
-    """Two models that can be compared: one architecture and depth, one vocabulary."""
-    if base.adapter.name != tuned.adapter.name or base.layout.n_layers != tuned.layout.n_layers:
+    """Two models that can be compared: one architecture and shape, one vocabulary."""
+    if _shape(base) != _shape(tuned):
         raise ModelLoadError(
-            f"The two models have different architectures or depths: base {_describe(base)}, "
+            f"The two models have different architectures or shapes: base {_describe(base)}, "
             f"tuned {_describe(tuned)}.",
             "Compare a model with its own instruction-tuned version (same architecture).",
         )
@@ -67,3 +68,8 @@ def check_pair(base, tuned) -> None:
             "Per-token comparisons need one vocabulary: compare a model with its own "
             "tuned version.",
         )
+
+
+def _shape(subject) -> tuple:
+    width = getattr(subject.model.config, "hidden_size", None)
+    return subject.adapter.name, subject.layout.n_layers, width

@@ -3,6 +3,7 @@
 Output folder::
 
     DIR/records/<explainer>/<base|tuned>/   one record per item (resumable)
+    DIR/records/<explainer>/pair/          the same, for a pair explainer (both models at once)
     DIR/diff/<explainer>.json              the diff metrics of that explainer
     DIR/diff/model.json                    weight deltas and next-token KL
     DIR/summary.json                       models, explainers, warnings and headline claims
@@ -34,9 +35,10 @@ from interpret_shift import demo
 from interpret_shift.core.explainer import Explainer, run_explainer
 from interpret_shift.core.files import json_safe, write_json
 from interpret_shift.core.method import MODEL, DiffContext
+from interpret_shift.core.pair import SIDES, Pair
 from interpret_shift.core.prompts import PromptRecord, read_prompts, render_chat
 from interpret_shift.core.records import RecordStore
-from interpret_shift.diff import diff_records
+from interpret_shift.diff import analyse_pair, diff_records
 from interpret_shift.diff.model import next_token_kl, weight_deltas
 from interpret_shift.errors import InputError
 from interpret_shift.pipeline.checks import check_output, check_pair, check_prompts
@@ -44,8 +46,6 @@ from interpret_shift.pipeline.presets import preset_options
 from interpret_shift.plugins import Registry, load_registry
 from interpret_shift.report import load_results, print_summary, render_report
 from interpret_shift.report.page import notebook_html
-
-SIDES = ("base", "tuned")
 
 
 def load_prompt_set(source: str | Path) -> list[PromptRecord]:
@@ -89,6 +89,11 @@ class Planned:
     explainer: Explainer
     diff_options: dict[str, Any]
 
+    @property
+    def reads_pair(self) -> bool:
+        """A pair explainer reads both models at once (``compare`` only)."""
+        return "pair" in self.explainer.needs
+
 
 def plan(
     registry: Registry, names: Sequence[str] | None, options: dict[str, dict[str, Any]]
@@ -113,11 +118,16 @@ def plan(
 
 def preflight(planned: Sequence[Planned], subjects: Sequence, prompts) -> None:
     """What needs the models: streamed weights are theirs, every explainer's items exist
-    (e.g. its layers). Runs before the first record is written."""
+    (e.g. its layers), a pair explainer accepts the pair (e.g. one tokenizer). Runs before
+    the first record is written."""
     for subject in subjects:
         subject.check_weights()
-        for step in planned:
-            step.explainer.items(subject, prompts)
+    for step in planned:
+        if step.reads_pair:
+            step.explainer.items(Pair(*subjects), prompts)
+        else:
+            for subject in subjects:
+                step.explainer.items(subject, prompts)
 
 
 def align_templates(base, tuned) -> list[str]:
@@ -170,7 +180,8 @@ def compare(
         for step in planned:
             explainer, name = step.explainer, step.explainer.name
             records = {}
-            for side, subject in zip(SIDES, (base, tuned)):
+            runs = [("pair", Pair(base, tuned))] if step.reads_pair else zip(SIDES, (base, tuned))
+            for side, subject in runs:
                 store = RecordStore(out / "records" / name / side)
                 records[side] = run_explainer(explainer, subject, prompts, store, force=force,
                                               progress=progress)  # fmt: skip
@@ -178,7 +189,11 @@ def compare(
             task = progress.add_task(f"diff · {name}", total=1)
             context = DiffContext(name, step.diff_options, registry.resources())
             metrics = registry.diff_metrics_for(name, explainer.data_kind)
-            diff = json_safe(diff_records(records["base"], records["tuned"], metrics, context))
+            if step.reads_pair:
+                diff = analyse_pair(records["pair"], metrics, context)
+            else:
+                diff = diff_records(records["base"], records["tuned"], metrics, context)
+            diff = json_safe(diff)
             write_json(out / "diff" / f"{name}.json", diff)
             claims += _claims(registry, name, explainer.data_kind, diff)
             progress.advance(task)
@@ -252,9 +267,18 @@ def explain(
     ``preset`` sets options first, as in :func:`compare`; ``options`` override it.
     """
     registry = registry or load_registry()
-    explainers = list(explainers) if explainers is not None else registry.builtin_explainers()
+    if explainers is None:
+        explainers = [name for name in registry.builtin_explainers()
+                      if "pair" not in registry.explainers()[name].needs]  # fmt: skip
     options = preset_options(preset, options, explainers)
     planned = plan(registry, explainers, options)
+    for step in planned:
+        if step.reads_pair:
+            raise InputError(
+                f"{step.explainer.name} reads a base and a tuned model at once; `explain` "
+                "has one model.",
+                f"Run it with `compare`, or leave {step.explainer.name} out of --explainers.",
+            )
     out = check_output(out)
     preflight(planned, (subject,), prompts)
     results = {}
