@@ -593,7 +593,7 @@ def _(env: Env) -> Run:
 def _(env: Env) -> Run:
     tuned = env.models.shallow()
     return Run(compare_args(env, *CHEAP_FFN, tuned=tuned),
-               [r"\b4 layers", r"\b2 layers", r"depth"])  # fmt: skip
+               [r"\b4 layers", r"\b2 layers", r"shapes"])  # fmt: skip
 
 
 @case("pair-different-tokenizers")

@@ -186,3 +186,85 @@ def tiny_tokenizer():
         eos_token="</s>",
         unk_token="<unk>",
     )
+
+
+# -- every family with a built-in table (tests/test_families.py) ---------------------------
+
+_LLAMA_SIZES = dict(
+    hidden_size=32,
+    intermediate_size=48,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=8,
+)
+_MOE = dict(num_experts_per_tok=2, moe_intermediate_size=16)
+_GPT_SIZES = dict(n_embd=32, n_layer=2, n_head=4, n_positions=64)
+
+#: family -> (model_type, config overrides) for the families added with issue 16.
+TINY_MORE = {
+    **{
+        family: (family, dict(_LLAMA_SIZES))
+        for family in (
+            "olmo",
+            "olmo2",
+            "olmo3",
+            "exaone4",
+            "gemma",
+            "granite",
+            "cohere",
+            "cohere2",
+            "helium",
+            "smollm3",
+            "seed_oss",
+            "ernie4_5",
+            "arcee",
+            "nemotron",
+            "glm",
+            "glm4",
+            "starcoder2",
+            "stablelm",
+        )
+    },
+    "persimmon": (
+        "persimmon",
+        dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4),
+    ),
+    "gpt_bigcode": ("gpt_bigcode", dict(_GPT_SIZES, n_inner=48)),
+    "gpt_bigcode_mha": ("gpt_bigcode", dict(_GPT_SIZES, n_inner=48, multi_query=False)),
+    "gptj": ("gptj", dict(_GPT_SIZES, n_inner=48, rotary_dim=4)),
+    "codegen": ("codegen", dict(_GPT_SIZES, n_inner=48, n_ctx=64, rotary_dim=4)),
+    "bloom": ("bloom", dict(hidden_size=32, n_layer=2, n_head=4)),
+    "mixtral": ("mixtral", dict(_LLAMA_SIZES, num_local_experts=4, num_experts_per_tok=2)),
+    "olmoe": ("olmoe", dict(_LLAMA_SIZES, num_experts=4, **_MOE)),
+    "qwen2_moe": (
+        "qwen2_moe",
+        dict(_LLAMA_SIZES, num_experts=4, shared_expert_intermediate_size=24, **_MOE),
+    ),
+    "qwen3_moe": ("qwen3_moe", dict(_LLAMA_SIZES, num_experts=4, mlp_only_layers=[1], **_MOE)),
+    "granitemoe": ("granitemoe", dict(_LLAMA_SIZES, num_local_experts=4, num_experts_per_tok=2)),
+}
+ALL_TINY = {**TINY, **TINY_MORE}
+
+
+def family_config(family: str, attn: str = "eager"):
+    """The tiny config of any family in ``ALL_TINY`` (the classic ones and the newer ones)."""
+    model_type, overrides = ALL_TINY[family]
+    config = AutoConfig.for_model(model_type, **COMMON, **overrides)
+    config.architectures = [AutoModelForCausalLM._model_mapping[type(config)].__name__]
+    config._attn_implementation = attn
+    return config
+
+
+def family_model(family: str, seed: int = 0, attn: str = "eager"):
+    """Like :func:`tiny_model` for any family in ``ALL_TINY``; expert weights are randomised too."""
+    torch.manual_seed(seed)
+    config = family_config(family, attn)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation=attn)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "norm" in name or "ln" in name:
+                parameter.add_(torch.randn_like(parameter) * 0.3)
+            elif parameter.dim() == 3 or "gate" in name or "router" in name:
+                parameter.normal_(0, 0.2)  # MoE weights may start as zeros or empty
+    return model.eval().requires_grad_(False)

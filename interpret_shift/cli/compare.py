@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from interpret_shift.cli.options import add_model_options, load_from_args
+from interpret_shift.cli.options import add_model_options, add_pair_options, load_from_args
 from interpret_shift.errors import InputError
 
 
@@ -23,7 +23,10 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--base", required=True, help="base model (folder, hub id, .gguf, demo:base)"
     )
-    parser.add_argument("--tuned", required=True, help="tuned model (… or demo:tuned)")
+    parser.add_argument(
+        "--tuned", required=True,
+        help="tuned model (… or demo:tuned), or BASE+ADAPTER_DIR for a PEFT LoRA adapter",
+    )  # fmt: skip
     parser.add_argument(
         "--base-weights",
         default=None,
@@ -37,6 +40,7 @@ def register(subparsers) -> None:
         help="safetensors checkpoint of the tuned model to stream weights from",
     )
     _common(parser)
+    add_pair_options(parser)
     parser.set_defaults(func=run_compare)
 
     explain = subparsers.add_parser(
@@ -117,29 +121,59 @@ def _prepare(args: argparse.Namespace):
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from interpret_shift.pipeline import compare
+    from interpret_shift.core import distributed  # imports torch: not at --help
 
     registry, options, prompts = _prepare(args)
-    console = Console(stderr=True)
+    with distributed.session() as ranks:  # several processes under torchrun
+        return _compare(args, ranks, registry, options, prompts)
+
+
+def _on_local_device(args: argparse.Namespace, ranks) -> Console:
+    """Under torchrun: each rank's models on its own GPU unless a device map was given,
+    offloaded weights in a folder of its own, and only rank 0 draws spinners (the others'
+    notices still print)."""
+    if ranks is None:
+        return Console(stderr=True)
+    if args.device_map is None and ranks.device.type == "cuda":
+        args.device_map = str(ranks.device)
+    if getattr(args, "offload_folder", None) is not None:
+        args.offload_folder = str(Path(args.offload_folder) / f"rank-{ranks.rank}")
+    return Console(stderr=True, force_terminal=False if not ranks.is_main else None)
+
+
+def _compare(args, ranks, registry, options, prompts) -> int:
+    from interpret_shift.pipeline import compare
+
+    console = _on_local_device(args, ranks)
     with console.status("loading the two models"):
         base = load_from_args(args.base, args, registry, label="base", weights=args.base_weights)
         tuned = load_from_args(args.tuned, args, registry, label="tuned",
                                weights=args.tuned_weights)  # fmt: skip
-    compare(base, tuned, prompts, args.out, registry=registry, explainers=_explainers(args),
-            options=options, force=args.force, console=console, preset=args.preset)  # fmt: skip
-    console.print(f"report: {args.out / 'report.html'}")
+    comparison = compare(base, tuned, prompts, args.out, registry=registry,
+                         explainers=_explainers(args), options=options, force=args.force,
+                         console=console, preset=args.preset)  # fmt: skip
+    if comparison is not None:  # rank 0 (or the only process) reports
+        console.print(f"report: {args.out / 'report.html'}")
     return 0
 
 
 def run_explain(args: argparse.Namespace) -> int:
-    from interpret_shift.pipeline import explain
+    from interpret_shift.core import distributed
 
     registry, options, prompts = _prepare(args)
+    with distributed.session() as ranks:  # several processes under torchrun
+        return _explain(args, ranks, registry, options, prompts)
+
+
+def _explain(args, ranks, registry, options, prompts) -> int:
+    from interpret_shift.pipeline import explain
+
+    _on_local_device(args, ranks)
     subject = load_from_args(args.model, args, registry, weights=args.weights)
     results = explain(subject, prompts, args.out, registry=registry,
                       explainers=_explainers(args), options=options, force=args.force,
                       preset=args.preset)  # fmt: skip
-    for name, records in results.items():
+    for name, records in (results or {}).items():
         folder = args.out / "records" / name / subject.label
         Console(stderr=True).print(f"{name}: {len(records)} records in {folder}")
     return 0

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from interpret_shift.core.distributed import shard_keys
 from interpret_shift.core.files import json_safe
 from interpret_shift.core.options import checked
 from interpret_shift.core.prompts import PromptRecord, render_chat
@@ -102,6 +103,7 @@ def run_explainer(
     force: bool = False,
     progress: Progress | None = None,
     notify: Notify | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> dict[str, Explanation]:
     """Run ``explainer`` on ``subject``; with a store, write as it goes and resume.
 
@@ -110,8 +112,14 @@ def run_explainer(
     JSON, a checksum mismatch, a file missing, fields missing) is recomputed alone, and a
     notice line says so (``notify``, or stderr). A record of another explainer, config
     or model raises :class:`RecordError`: that is another run sharing the folder.
+
+    ``shard=(rank, world)``: only that rank's share of the items (see
+    :func:`~interpret_shift.core.distributed.shard_keys`) is checked, computed and returned,
+    and a notice line counts what it computed; the other ranks' records are not read.
     """
     keys = explainer.items(subject, prompts)
+    if shard is not None:
+        keys = shard_keys(keys, *shard)
     header = _header(explainer, subject, prompts)
     by_id = {prompt.id: prompt for prompt in prompts}
     digests = {key: _digest(explainer, subject, key, by_id.get(key), header) for key in keys}
@@ -136,6 +144,10 @@ def run_explainer(
                 store.save(key, record)
             done[key] = record
             bar.advance(task)
+    if shard is not None:
+        line = (f"{explainer.name} · {subject.label}: rank {shard[0]} of {shard[1]} computed "
+                f"{len(todo)} of its {len(keys)} items, reused {len(keys) - len(todo)}")  # fmt: skip
+        _tell([line], notify, progress)
     return {key: done[key] for key in keys}
 
 

@@ -21,8 +21,22 @@ import torch
 from torch import nn
 
 from interpret_shift import demo
-from interpret_shift.core.adapters import BUILTIN_ADAPTERS, Adapter, Layout, find_adapter
+from interpret_shift.core.adapters import BUILTIN_ADAPTERS, Adapter, Layout
+from interpret_shift.core.adapters.infer import choose_adapter, is_inferred
+from interpret_shift.core.adapters.probe import settle
 from interpret_shift.core.hooks import HookRegistry
+from interpret_shift.core.lora import LoraFactors, apply_lora, split_source
+from interpret_shift.core.lora import read_config as read_lora_config
+from interpret_shift.core.placement import (
+    PlacedTensors,
+    budget_for,
+    input_device,
+    named_weights,
+    parse_device_map,
+    parse_max_memory,
+    placement_options,
+)
+from interpret_shift.core.streamed import CastTensors, loaded_fingerprint, matches
 from interpret_shift.core.weights import (
     ModelTensors,
     SafetensorsTensors,
@@ -44,6 +58,11 @@ class Subject:
     from (one tensor at a time) instead of the loaded model's parameters.
     ``memory_budget``: bytes of working memory an explainer may use on this model's device
     (``None``: a share of what is free, see :mod:`interpret_shift.core.memory`).
+    ``checkpoint``: set for a weight-only subject, whose ``model`` is a skeleton on the meta
+    device (no values) standing for this safetensors folder loaded: every weight is
+    streamed from it, cast to the model's dtype, and it is identified like the loaded
+    model (:mod:`interpret_shift.core.streamed`, docs/scale.md). Only weight explainers run.
+    ``lora``: the LoRA adapter merged into ``model``, whose factors give exact weight deltas.
     """
 
     model: nn.Module
@@ -54,6 +73,8 @@ class Subject:
     options: dict = field(default_factory=dict)
     weights_from: Path | None = None
     memory_budget: int | None = None
+    checkpoint: Path | None = None
+    lora: LoraFactors | None = None
     memo_store: dict = field(default_factory=dict, repr=False)
 
     @cached_property
@@ -64,16 +85,31 @@ class Subject:
     def hooks(self) -> HookRegistry:
         return HookRegistry(self.model, self.layout)
 
+    @property
+    def weights_only(self) -> bool:
+        """No weight values in memory: ``model`` is a skeleton (see ``checkpoint``)."""
+        return self.checkpoint is not None
+
+    def _own_tensors(self):
+        """The model's own values: its parameters (offloaded ones through accelerate's
+        maps), or for a weight-only subject its checkpoint cast as loading would."""
+        if self.checkpoint is not None:
+            return CastTensors(SafetensorsTensors(self.checkpoint), self.dtype)
+        return PlacedTensors(self.model)
+
     @cached_property
     def weights(self) -> Weights:
         """Canonical matrices: streamed from ``weights_from`` if set, else the model's."""
         if self.weights_from is not None:
             return Weights(self.adapter, self.model.config, SafetensorsTensors(self.weights_from))
-        return Weights(self.adapter, self.model.config, ModelTensors(self.model))
+        return Weights(self.adapter, self.model.config, self._own_tensors())
 
     @cached_property
     def fingerprint(self) -> str:
-        return fingerprint(self.model.named_parameters())
+        if self.checkpoint is not None:  # what the loaded model's would be, else the files'
+            found = loaded_fingerprint(self.model, SafetensorsTensors(self.checkpoint))
+            return found or checkpoint_fingerprint(self.checkpoint)
+        return fingerprint(named_weights(self.model))  # offloaded weights read from their maps
 
     @cached_property
     def weights_identity(self) -> dict[str, str]:
@@ -114,7 +150,8 @@ class Subject:
         """Refuse a ``weights_from`` checkpoint that is not this model's (sampled check)."""
         if self.weights_from is None:
             return
-        streamed, loaded = self.weights, Weights.from_model(self.model, self.adapter)
+        loaded = Weights(self.adapter, self.model.config, self._own_tensors())
+        streamed = self.weights
         n = loaded.layout.n_layers
         for layer in sorted({0, n - 1} if layers is None else set(layers)):
             for role in ("attn.q", "mlp.down_in"):
@@ -135,7 +172,22 @@ class Subject:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        """Where inputs go: the embedding's execution device (see core.placement)."""
+        return input_device(self.model)
+
+    def delta_factors(self, role: str, layer: int | None = None):
+        """``(B, A)`` with ``rows_tuned - rows_base = B @ A`` for ``weights.rows(role, layer)``
+        (LoRA scaling folded into ``B``), or ``None`` where the adapter has no plain LoRA
+        factors (no adapter, an untouched matrix, DoRA, ...). Float32 on the CPU."""
+        if self.lora is None:
+            return None
+        path = self.layout.module_path(role, layer)
+        found = None if path is None else self.lora.get(path)
+        if found is None:
+            return None
+        b, a = found
+        index = self.layout.fused_index(self.layout.entry(role, layer), b.shape[0])
+        return (b if index is None else b[index]), a
 
     def provenance(self) -> dict:
         """What identifies this model in a record's metadata."""
@@ -145,10 +197,11 @@ class Subject:
             "fingerprint": self.fingerprint,
             "weights": self.weights_identity,
             "adapter": self.adapter.name,
+            "adapter_inferred": is_inferred(self.adapter),
             "architecture": (self.model.config.architectures or [type(self.model).__name__])[0],
             "dtype": str(self.dtype).removeprefix("torch."),
             "chat_template": getattr(self.tokenizer, "chat_template", None),
-        }
+        } | ({"lora": self.lora.identity()} if self.lora is not None else {})
 
     @classmethod
     def from_model(
@@ -163,8 +216,9 @@ class Subject:
     ) -> Subject:
         """Wrap a model the caller owns, as it is: not copied, its mode and parameters
         untouched (explainers freeze it only for the length of their run, see ``frozen``)."""
-        return cls(model, tokenizer, find_adapter(model.config, adapters), source,
-                   label or source, weights_from=_checkpoint(weights_from))  # fmt: skip
+        adapter = choose_adapter(model.config, adapters, model)
+        return _proved(cls(model, tokenizer, adapter, source, label or source,
+                           weights_from=_checkpoint(weights_from)))  # fmt: skip
 
 
 def load_subject(
@@ -179,6 +233,10 @@ def load_subject(
     attn_implementation: str | None = None,
     trust_remote_code: bool = False,
     label: str = "",
+    max_memory: str | dict | None = None,
+    offload_folder: str | Path | None = None,
+    lora: str | Path | None = None,
+    weights_only: bool = False,
 ) -> Subject:
     """Load model + tokenizer + adapter from a folder, hub id, GGUF file or ``demo:*``.
 
@@ -186,13 +244,18 @@ def load_subject(
     see :meth:`Subject.from_model`. A model loaded here is put in eval mode and frozen.
     ``weights_from`` names a safetensors checkpoint folder to stream weights from;
     ``adapters`` the architecture tables to choose from (the registry passes its own).
+    ``device_map`` / ``max_memory`` / ``offload_folder``: placement through accelerate
+    (:mod:`interpret_shift.core.placement`); ``max_memory`` is also the memory budget.
+    ``lora`` (or a source ``BASE+ADAPTER_DIR``): a PEFT LoRA adapter merged into the model.
+    ``weights_only``: build no weights at all, stream them from the checkpoint (only for
+    weight explainers; falls back to a full load where there is no safetensors folder).
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     if isinstance(source, nn.Module):
         return Subject.from_model(source, tokenizer, label=label, weights_from=weights_from,
                                   adapters=adapters, source=type(source).__name__)  # fmt: skip
-    source = str(source)
+    source, lora = (str(source), lora) if lora else split_source(str(source))
     location, gguf_file = _locate(source, gguf_file)
     if dtype not in DTYPES and dtype != "auto":
         raise ModelLoadError(
@@ -203,25 +266,105 @@ def load_subject(
         _require_gguf()
         common["gguf_file"] = gguf_file
     weights_folder = _checkpoint(weights_from)
+    limits = parse_max_memory(max_memory) if isinstance(max_memory, str) else max_memory
+    placed = placement_options(parse_device_map(device_map), limits, offload_folder)
+    if lora is not None:
+        read_lora_config(lora, source)  # a bad adapter folder fails before any loading
     with _explained(source):
         config = AutoConfig.from_pretrained(location, **common)
         adapter = _adapter_for(config, source, adapters)  # fail before reading any weight
         _require_tokenizer(location, source, gguf_file)
+        own = _own_checkpoint(location, gguf_file) if weights_only and lora is None else None
+        skeleton = own and _skeleton_subject(config, adapter, source, location, common, own,
+                                             weights_folder, dtype, label, attn_implementation)  # fmt: skip
+        if skeleton is not None:
+            return skeleton
         kwargs = dict(common, dtype=DTYPES.get(dtype, "auto"))
-        if device_map is not None:
-            kwargs["device_map"] = device_map
+        kwargs.update(placed)
         if attn_implementation is not None:
             kwargs["attn_implementation"] = attn_implementation
+        if getattr(adapter, "experts", None) is not None:
+            # the per-expert loop; grouped_mm has no forward-mode AD (saliency's jvp)
+            kwargs["experts_implementation"] = "eager"
         model, loading = AutoModelForCausalLM.from_pretrained(
             location, output_loading_info=True, **kwargs
         )
         _require_all_weights(loading, source)
         tokenizer = AutoTokenizer.from_pretrained(location, **common)
     model.eval().requires_grad_(False)  # explainers differentiate inputs, never parameters
+    factors = None
+    if lora is not None:
+        model, factors = apply_lora(model, lora, source)
+        source = f"{source}+{lora}"
     _check_vocabulary(model, tokenizer, source)
-    options = {"dtype": dtype, "device_map": device_map, "gguf_file": gguf_file}
-    return Subject(model, tokenizer, adapter, source, label or _label(source), options,
-                   weights_from=weights_folder)  # fmt: skip
+    options = {"dtype": dtype, "device_map": device_map, "gguf_file": gguf_file,
+               "max_memory": limits, "offload_folder": offload_folder and str(offload_folder)}  # fmt: skip
+    return _proved(Subject(model, tokenizer, adapter, source, label or _label(source), options,
+                           weights_from=weights_folder, lora=factors,
+                           memory_budget=budget_for(limits, input_device(model))))  # fmt: skip
+
+
+def _proved(subject: Subject) -> Subject:
+    """The subject with its adapter proved on the loaded model (a table is probed once per
+    fingerprint; an inferred one is inferred again from the model and proved, with a notice).
+    See docs/inferred-adapters.md."""
+
+    def capture_for(layout: Layout):
+        registry = HookRegistry(subject.model, layout)
+        return lambda ids, **kwargs: registry.run_with_cache(ids, stop_early=False, **kwargs)
+
+    adapter, notice = settle(subject.model, subject.adapter, capture_for,
+                             lambda: subject.fingerprint, subject.source)  # fmt: skip
+    if adapter is not subject.adapter:
+        subject.adapter = adapter
+        for cached in ("layout", "hooks", "weights"):
+            subject.__dict__.pop(cached, None)
+    if notice:
+        from rich.console import Console
+
+        Console(stderr=True).print(notice, markup=False, highlight=False, soft_wrap=True)
+    return subject
+
+
+def _own_checkpoint(location: str, gguf_file: str | None) -> Path | None:
+    """The safetensors folder a model loads from, if it is one (a local folder, or a hub
+    id already in the local cache); ``None`` for GGUF files and anything else."""
+    if gguf_file:
+        return None
+    folder = Path(location)
+    if not folder.is_dir():
+        try:
+            from huggingface_hub import snapshot_download
+
+            folder = Path(snapshot_download(location, local_files_only=True))
+        except Exception:  # not cached (or not a hub id): load the model instead
+            return None
+    return folder if any(folder.glob("*.safetensors")) else None
+
+
+def _skeleton_subject(config, adapter, source, location, common, folder, weights_from, dtype,
+                      label, attn_implementation=None):  # fmt: skip
+    """A subject whose model is built on the meta device (module tree, no values) and
+    whose every weight is streamed from ``folder``: for weight-only explainers. ``None``
+    when the checkpoint lacks a weight or stores one in another shape: a full load then
+    converts it, or says what is wrong."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    options = {k: v for k, v in common.items() if k != "gguf_file"}
+    if attn_implementation is not None:
+        options["attn_implementation"] = attn_implementation
+    chosen = DTYPES.get(dtype) or getattr(config, "dtype", None) or torch.float32
+    tensors = SafetensorsTensors(folder)  # reads every shard's header: damage shows here
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(config, dtype=chosen, **options)
+    if not matches(skeleton, tensors):
+        return None
+    skeleton.eval().requires_grad_(False)
+    tokenizer = AutoTokenizer.from_pretrained(location, **common)
+    _check_vocabulary(skeleton, tokenizer, source)
+    return Subject(skeleton, tokenizer, adapter, source, label or _label(source),
+                   {"dtype": dtype, "weights_only": True}, weights_from=weights_from,
+                   checkpoint=Path(folder))  # fmt: skip
 
 
 def load_layout(
@@ -320,7 +463,7 @@ def _adapter_for(config, source: str, adapters: Iterable[Adapter]) -> Adapter:
             "interpret-shift explains decoder-only causal LMs (AutoModelForCausalLM), e.g. "
             "Llama, Mistral, Qwen, Gemma, GPT-2, GPT-NeoX, OPT, Phi and Falcon models.",
         )
-    return find_adapter(config, adapters)
+    return choose_adapter(config, adapters)
 
 
 def _locate(source: str, gguf_file: str | None) -> tuple[str, str | None]:

@@ -6,6 +6,8 @@ Conventions (``d`` = d_model, ``dh`` = d_head):
   ``h``'s queries for embeddings ``E``; the input norm's weight is folded in as a per-row
   scale, key heads are repeated for grouped-query attention.
 - ``W_down(layer)``: ``(d_ff, d)``: one row per FFN neuron, its contribution to the residual.
+  A mixture-of-experts layer stacks every routed expert's rows (expert 0 first), then a
+  shared expert's: ``(n_experts * d_ff + d_shared, d)``; ``W_down_experts`` keeps them apart.
 - ``embed()``, ``unembed()``: ``(vocab, d)``.
 Everything is returned as float32 on the CPU.
 """
@@ -170,7 +172,9 @@ class Weights:
             per_head = per_head * scale[None, :, None]
         column_scale = self._scale(head_norm and f"{self.layout.layer_path(layer)}.{head_norm}")
         if column_scale is not None:
-            per_head = per_head * column_scale[None, None, :]
+            # one scale per head dimension (Qwen3), or per feature of all heads (OLMo-2)
+            rows = column_scale.reshape(-1, per_head.shape[-1])
+            per_head = per_head * (rows[:, None, :] if rows.shape[0] > 1 else rows[None])
         return per_head
 
     def W_q(self, layer: int) -> torch.Tensor:
@@ -181,7 +185,61 @@ class Weights:
         return repeat(keys, "kv d dh -> (kv g) d dh", g=self.layout.n_heads // self.layout.n_kv)
 
     def W_down(self, layer: int) -> torch.Tensor:
-        return self.rows("mlp.down_in", layer).T.contiguous()
+        if self.adapter.experts is None or self.layout.entry("mlp.down_in", layer) is not None:
+            return self.rows("mlp.down_in", layer).T.contiguous()
+        parts = [self.W_down_experts(layer).flatten(0, 1)]
+        shared = self.W_down_shared(layer)
+        if shared is not None:
+            parts.append(shared)
+        return torch.cat(parts).contiguous()
+
+    def W_down_shared(self, layer: int) -> torch.Tensor | None:
+        """``(d_shared, d)``: an MoE layer's always-on shared expert (Qwen2-MoE), if any."""
+        if self.n_experts(layer) == 0:
+            return None
+        shared = self._expert_tensor(self.adapter.experts.shared_down, layer)
+        return None if shared is None else shared.T.contiguous()
+
+    def n_experts(self, layer: int) -> int:
+        """Routed experts in ``layer`` (0 for a dense layer or family)."""
+        spec = self.adapter.experts
+        if spec is None or self.layout.entry("mlp.down_in", layer) is not None:
+            return 0
+        return int(getattr(self.config, spec.count))
+
+    def W_down_experts(self, layer: int) -> torch.Tensor:
+        """``(n_experts, d_ff, d)``: each routed expert's down-projection, one row per neuron."""
+        count = self.n_experts(layer)
+        if count == 0:
+            raise ModelLoadError(
+                f"Layer {layer} of this {self.adapter.name} model has no routed experts.",
+                "Use W_down for dense layers.",
+            )
+        stacked = self._expert_tensor(self.adapter.experts.down, layer, count)
+        if stacked is None:
+            raise ModelLoadError(
+                f"The checkpoint has no expert down-projections in layer {layer} (looked for "
+                + ", ".join(self.adapter.experts.down)
+                + ").",
+                "Check that the adapter matches this checkpoint.",
+            )
+        return stacked.transpose(1, 2).contiguous()
+
+    def _expert_tensor(
+        self, names: tuple[str, ...], layer: int, count: int | None = None
+    ) -> torch.Tensor | None:
+        """The first candidate found: a stacked tensor, or ``{e}`` per expert stacked here."""
+        base = self.layout.layer_path(layer)
+        for name in names:
+            if "{e}" not in name:
+                value = self.tensors.get(f"{base}.{name}")
+            else:
+                found = [self.tensors.get(f"{base}.{name.format(e=e)}") for e in range(count or 0)]
+                missing = not found or any(v is None for v in found)
+                value = None if missing else torch.stack(found)
+            if value is not None:
+                return value.float()
+        return None
 
 
 def fingerprint(named_tensors: Iterable[tuple[str, torch.Tensor]], samples: int = 256) -> str:

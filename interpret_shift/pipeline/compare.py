@@ -32,6 +32,7 @@ from rich.progress import (
 )
 
 from interpret_shift import demo
+from interpret_shift.core import distributed
 from interpret_shift.core.explainer import Explainer, run_explainer
 from interpret_shift.core.files import json_safe, write_json
 from interpret_shift.core.method import MODEL, DiffContext
@@ -156,12 +157,16 @@ def compare(
     force: bool = False,
     console: Console | None = None,
     preset: str | None = None,
-) -> Comparison:
+) -> Comparison | None:
     """Run everything on two loaded subjects; the summary is also in DIR/summary.json.
 
     ``registry`` defaults to ``load_registry()``; ``explainers`` to the built-in ones.
     ``preset`` (e.g. ``"paper"``, see :data:`~interpret_shift.pipeline.presets.PRESETS`)
     sets options first; ``options`` override it. It is recorded as ``summary["preset"]``.
+
+    In a process group of several ranks (``torchrun``, see :mod:`interpret_shift.core.distributed`)
+    each rank first computes its share of every explainer's records; rank 0 then does the
+    rest from the stored records and returns the comparison, the other ranks return ``None``.
     """
     registry = registry or load_registry()
     explainers = list(explainers) if explainers is not None else registry.builtin_explainers()
@@ -173,6 +178,13 @@ def compare(
     preflight(planned, (base, tuned), prompts)
     console = console or Console(stderr=True)
     warnings = align_templates(base, tuned)
+    ranks = distributed.current()
+    if ranks is not None:
+        jobs = [(step.explainer, RecordStore(out / "records" / step.explainer.name / side), subject)
+                for step in planned for side, subject in _runs(step, base, tuned)]  # fmt: skip
+        compute_shares(jobs, prompts, force, console, ranks)
+        if not ranks.is_main:
+            return None
     claims: list[dict[str, Any]] = []
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                         MofNCompleteColumn(), TimeElapsedColumn(), console=console)  # fmt: skip
@@ -180,10 +192,10 @@ def compare(
         for step in planned:
             explainer, name = step.explainer, step.explainer.name
             records = {}
-            runs = [("pair", Pair(base, tuned))] if step.reads_pair else zip(SIDES, (base, tuned))
-            for side, subject in runs:
+            for side, subject in _runs(step, base, tuned):
                 store = RecordStore(out / "records" / name / side)
-                records[side] = run_explainer(explainer, subject, prompts, store, force=force,
+                records[side] = run_explainer(explainer, subject, prompts, store,
+                                              force=force and ranks is None,
                                               progress=progress)  # fmt: skip
                 warnings += record_warnings(name, side, records[side])
             task = progress.add_task(f"diff · {name}", total=1)
@@ -215,6 +227,34 @@ def compare(
     render_report(out, sections)
     print_summary(out, console=Console(), notices=console)  # results on stdout
     return Comparison(out, summary, sections)
+
+
+def _runs(step: Planned, base, tuned) -> list[tuple[str, Any]]:
+    """Where the records of ``step`` go, and what they are computed on."""
+    return [("pair", Pair(base, tuned))] if step.reads_pair else list(zip(SIDES, (base, tuned)))
+
+
+def compute_shares(
+    jobs: Sequence[tuple[Explainer, RecordStore, Any]],
+    prompts: Sequence[PromptRecord],
+    force: bool,
+    console: Console,
+    ranks: distributed.Ranks,
+) -> None:
+    """This rank's share of each job's records (explainer, store, subject), then wait for
+    every other rank.
+
+    Afterwards every record is stored, so rank 0's full pass only reads them (``force``
+    has been applied to each share already). Only rank 0 draws progress bars.
+    """
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                        MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                        disable=not ranks.is_main)  # fmt: skip
+    with progress:
+        for explainer, store, subject in jobs:
+            run_explainer(explainer, subject, prompts, store, force=force, progress=progress,
+                          shard=ranks.shard)  # fmt: skip
+    distributed.barrier(ranks, "the end of the shares")
 
 
 def record_warnings(name: str, side: str, records: dict) -> list[str]:
@@ -261,10 +301,12 @@ def explain(
     options: dict[str, dict[str, Any]] | None = None,
     force: bool = False,
     preset: str | None = None,
-) -> dict[str, dict]:
+) -> dict[str, dict] | None:
     """Run explainers on one subject; records in ``out/records/<explainer>/<label>/``.
 
-    ``preset`` sets options first, as in :func:`compare`; ``options`` override it.
+    ``preset`` sets options first, as in :func:`compare`; ``options`` override it. In a
+    process group of several ranks, each computes its share first, as in :func:`compare`;
+    rank 0 returns every record, the other ranks ``None``.
     """
     registry = registry or load_registry()
     if explainers is None:
@@ -281,9 +323,16 @@ def explain(
             )
     out = check_output(out)
     preflight(planned, (subject,), prompts)
+    stores = [RecordStore(Path(out) / "records" / step.explainer.name / subject.label)
+              for step in planned]  # fmt: skip
+    ranks = distributed.current()
+    if ranks is not None:
+        jobs = [(step.explainer, store, subject) for step, store in zip(planned, stores)]
+        compute_shares(jobs, prompts, force, Console(stderr=True), ranks)
+        if not ranks.is_main:
+            return None
     results = {}
-    for step in planned:
-        store = RecordStore(Path(out) / "records" / step.explainer.name / subject.label)
+    for step, store in zip(planned, stores):
         results[step.explainer.name] = run_explainer(step.explainer, subject, prompts, store,
-                                                     force=force)  # fmt: skip
+                                                     force=force and ranks is None)  # fmt: skip
     return results

@@ -10,9 +10,13 @@ from interpret_shift.diff.generic import GENERIC_CLAIMS, GENERIC_DIFF_METRICS
 from interpret_shift.diff.model import MODEL_CLAIMS
 from interpret_shift.lexicon.similarity import BUILTIN_BACKENDS
 from interpret_shift.lexicon.words import BUILTIN_WORD_LISTS
+from interpret_shift.methods.diff_lens import plugin as diff_lens
 from interpret_shift.methods.ffn import plugin as ffn
 from interpret_shift.methods.heads import plugin as heads
+from interpret_shift.methods.patching import plugin as patching
 from interpret_shift.methods.saliency import plugin as saliency
+from interpret_shift.methods.token_shift import plugin as token_shift
+from interpret_shift.methods.weight_spectrum import plugin as weight_spectrum
 from interpret_shift.report.generic import GENERIC_SECTIONS
 
 #: What the layers below the methods provide.
@@ -31,4 +35,8 @@ BUILTIN_PLUGINS = {
     "saliency": saliency.PLUGIN,
     "heads": heads.PLUGIN,
     "ffn": ffn.PLUGIN,
+    "token_shift": token_shift.PLUGIN,
+    "diff_lens": diff_lens.PLUGIN,
+    "patching": patching.PLUGIN,
+    "weight_spectrum": weight_spectrum.PLUGIN,
 }

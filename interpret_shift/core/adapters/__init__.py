@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from interpret_shift.core.adapters.bind import BoundPoint, Layout
-from interpret_shift.core.adapters.spec import LAYER_POINTS, MODEL_POINTS, Adapter, Point
+from interpret_shift.core.adapters.spec import LAYER_POINTS, MODEL_POINTS, Adapter, Experts, Point
 from interpret_shift.core.adapters.tables import BUILTIN_ADAPTERS
 from interpret_shift.errors import ModelLoadError
 
 __all__ = [
     "Adapter",
+    "BUILTIN_ADAPTERS",
     "BoundPoint",
+    "Experts",
     "LAYER_POINTS",
     "MODEL_POINTS",
     "Layout",

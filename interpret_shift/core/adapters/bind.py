@@ -38,9 +38,11 @@ class Layout:
     def __init__(self, adapter: Adapter, config, has_module: Callable[[str], bool]) -> None:
         self.adapter, self.config, self._has_module = adapter, config, has_module
         self.n_layers = int(config.num_hidden_layers)
-        self.n_heads = int(config.num_attention_heads)
+        # attention-free models (Mamba, RWKV) have no heads: 0, and no attention points
+        self.n_heads = int(getattr(config, "num_attention_heads", None) or 0)
         self.d_model = int(config.hidden_size)
-        self.d_head = int(getattr(config, "head_dim", None) or self.d_model // self.n_heads)
+        per_head = self.d_model // self.n_heads if self.n_heads else 0
+        self.d_head = int(getattr(config, "head_dim", None) or per_head)
         config_kv = getattr(config, "num_key_value_heads", None) or getattr(
             config, "num_kv_heads", None
         )

@@ -17,6 +17,8 @@ def part_index(
     - ``per_head``: ``(head, [q, k, v], d_head)`` interleaved per head (GPT-NeoX, old Falcon).
     - ``grouped``: ``(kv_head, [q x group, k, v], d_head)`` (Falcon new decoder architecture).
     - ``halves``: ``[gate | up]`` (Phi-3 ``gate_up_proj``).
+    - ``codegen``: four model-parallel blocks, each ``[q | v | k]`` of a quarter of the
+      width (CodeGen ``qkv_proj``, which splits its output as query, value, key).
     """
     positions = torch.arange(width)
     if scheme == "halves":
@@ -30,6 +32,9 @@ def part_index(
             "k": positions[q : q + kv],
             "v": positions[q + kv : q + 2 * kv],
         }[part]
+    if scheme == "codegen":
+        grid = rearrange(positions, "(mp three local) -> three mp local", mp=4, three=3)
+        return grid["qvk".index(part)].flatten()
     if scheme == "per_head":
         grid = rearrange(positions, "(h three d) -> three h d", three=3, d=d_head)
         return grid["qkv".index(part)].flatten()

@@ -4,7 +4,8 @@ An adapter is plain data. Each canonical point names the module whose input or o
 it is, relative to one decoder layer (``layers.{i}.*``) or to the model (top-level
 points). Fused projections (one module computing q, k and v, or gate and up) are
 exposed as *virtual* points: a named fusion scheme says which slice of the module's output
-(and of its weight's rows) belongs to the part.
+(and of its weight's rows) belongs to the part. Mixture-of-experts layers add router points
+and an :class:`Experts` entry that says where the stacked expert weights are.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Literal
 IO = Literal["output", "input"]
 
 #: Fusion schemes of fused projections; see ``interpret_shift.core.adapters.fusion``.
-FUSION_SCHEMES = ("concat", "concat_mq", "per_head", "grouped", "halves")
+FUSION_SCHEMES = ("concat", "concat_mq", "per_head", "grouped", "halves", "codegen")
 
 #: Canonical per-layer points an adapter may define.
 LAYER_POINTS = (
@@ -30,10 +31,15 @@ LAYER_POINTS = (
     "attn.pattern",
     "resid_mid",
     "ln2",
+    "mlp.router",
+    "mlp.router_weights",
+    "mlp.experts_chosen",
     "mlp.gate",
     "mlp.up",
     "mlp.act",
     "mlp.down_in",
+    "mlp.experts_out",
+    "mlp.shared_out",
     "mlp.out",
     "resid_post",
 )
@@ -66,6 +72,24 @@ class Point:
 
 
 @dataclass(frozen=True)
+class Experts:
+    """Where a mixture-of-experts layer keeps its expert MLPs' down-projections.
+
+    transformers 5 stores the routed experts of a layer as one module with stacked 3-D
+    parameters (``experts.down_proj``: ``(n_experts, d_model, d_ff)``), so there is no
+    module per expert to hook; checkpoints on disk often keep one tensor per expert.
+    ``down`` lists candidate tensor names relative to the layer: a name with ``{e}`` is
+    one ``(d_model, d_ff)`` matrix per expert, one without is the stacked tensor. ``count``
+    is the config attribute with the number of routed experts; ``shared_down`` the
+    candidates for an always-on shared expert's down weight (Qwen2-MoE).
+    """
+
+    count: str
+    down: tuple[str, ...]
+    shared_down: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Adapter:
     """One architecture family's table.
 
@@ -73,7 +97,9 @@ class Adapter:
     whose module exists and whose ``when`` holds is used. ``norm_offset`` is added to
     a norm's weight before folding (Gemma's RMSNorm scales by ``1 + weight``).
     ``q_norm``/``k_norm`` name per-head norms applied after the projections (Qwen3,
-    Gemma3), folded into the head matrices as a per-column scale.
+    Gemma3), folded into the head matrices as a per-column scale. ``experts`` marks a
+    mixture-of-experts family (see :class:`Experts`); ``notes`` is free text for the
+    generated family list (docs/families.md).
     """
 
     name: str
@@ -84,6 +110,8 @@ class Adapter:
     norm_offset: float = 0.0
     q_norm: str | None = None
     k_norm: str | None = None
+    experts: Experts | None = None
+    notes: str = ""
 
     def candidates(self, name: str) -> tuple[Point, ...]:
         entry = self.points.get(name, ())
@@ -104,6 +132,8 @@ class Adapter:
                     raise ValueError(f"adapter {self.name!r}: {name} has an unknown fusion scheme")
                 if point.fused is not None and point.part is None:
                     raise ValueError(f"adapter {self.name!r}: {name} is fused but has no part")
-        for required in ("embed", "unembed", "attn.q", "attn.k", "mlp.down_in"):
+        for required in ("embed", "unembed", "attn.q", "attn.k"):
             if required not in self.points:
                 raise ValueError(f"adapter {self.name!r} lacks the required point {required!r}")
+        if "mlp.down_in" not in self.points and self.experts is None:
+            raise ValueError(f"adapter {self.name!r} needs an 'mlp.down_in' point or experts")

@@ -3,72 +3,40 @@
 Points are mapped by role, not by name: e.g. Gemma's ``post_attention_layernorm``
 normalises the attention output, so its ``ln2`` is ``pre_feedforward_layernorm``;
 parallel-residual families (Phi, GPT-NeoX by default, Falcon) have no ``resid_mid``.
+The families added later live in ``tables_dense`` and ``tables_moe``;
+``BUILTIN_ADAPTERS`` lists them all (docs/families.md is generated from it).
 """
 
 from __future__ import annotations
 
+from interpret_shift.core.adapters.layouts import LAYER, LAYER_OUT, llama_like
 from interpret_shift.core.adapters.spec import Adapter, Point
+from interpret_shift.core.adapters.tables_dense import DENSE_ADAPTERS
+from interpret_shift.core.adapters.tables_moe import MOE_ADAPTERS
 
-LAYER = Point("", io="input")  # the decoder layer's own input/output
-LAYER_OUT = Point("", io="output")
+QK_NORMS = ("q_norm", "k_norm")
 
-
-def _llama_like(
-    name: str,
-    architectures: tuple[str, ...],
-    model_types: tuple[str, ...],
-    *,
-    ln2: str = "post_attention_layernorm",
-    norm_offset: float = 0.0,
-    qk_norms: bool = False,
-) -> Adapter:
-    """Llama and its descendants share one module tree."""
-    return Adapter(
-        name=name,
-        architectures=architectures,
-        model_types=model_types,
-        layers="model.layers",
-        norm_offset=norm_offset,
-        q_norm="self_attn.q_norm" if qk_norms else None,
-        k_norm="self_attn.k_norm" if qk_norms else None,
-        points={
-            "embed": Point("model.embed_tokens"),
-            "resid_pre": LAYER,
-            "ln1": Point("input_layernorm"),
-            "attn.q": Point("self_attn.q_proj"),
-            "attn.k": Point("self_attn.k_proj"),
-            "attn.v": Point("self_attn.v_proj"),
-            "attn.z": Point("self_attn.o_proj", io="input"),
-            "attn.out": Point("self_attn.o_proj"),
-            "attn.pattern": Point("self_attn", tuple_index=1),
-            "resid_mid": Point(ln2, io="input"),
-            "ln2": Point(ln2),
-            "mlp.gate": Point("mlp.gate_proj"),
-            "mlp.up": Point("mlp.up_proj"),
-            "mlp.act": Point("mlp.act_fn"),
-            "mlp.down_in": Point("mlp.down_proj", io="input"),
-            "mlp.out": Point("mlp"),
-            "resid_post": LAYER_OUT,
-            "final_norm": Point("model.norm"),
-            "unembed": Point("lm_head"),
-        },
-    )
-
-
-LLAMA = _llama_like("llama", ("LlamaForCausalLM",), ("llama",))
-MISTRAL = _llama_like("mistral", ("MistralForCausalLM",), ("mistral",))
-QWEN2 = _llama_like("qwen2", ("Qwen2ForCausalLM",), ("qwen2",))
-QWEN3 = _llama_like("qwen3", ("Qwen3ForCausalLM",), ("qwen3",), qk_norms=True)
-GEMMA2 = _llama_like(
-    "gemma2", ("Gemma2ForCausalLM",), ("gemma2",), ln2="pre_feedforward_layernorm", norm_offset=1.0
+LLAMA = llama_like("llama", ("LlamaForCausalLM",), ("llama",))
+MISTRAL = llama_like("mistral", ("MistralForCausalLM",), ("mistral",))
+QWEN2 = llama_like("qwen2", ("Qwen2ForCausalLM",), ("qwen2",))
+QWEN3 = llama_like("qwen3", ("Qwen3ForCausalLM",), ("qwen3",), qk_norms=QK_NORMS)
+GEMMA2 = llama_like(
+    "gemma2",
+    ("Gemma2ForCausalLM",),
+    ("gemma2",),
+    ln2="pre_feedforward_layernorm",
+    norm_offset=1.0,
+    notes="sandwich norms (each sublayer's output is normalised before it is added); "
+    "embeddings scaled by sqrt(d_model); attention and final-logit soft-capping",
 )
-GEMMA3 = _llama_like(
+GEMMA3 = llama_like(
     "gemma3",
     ("Gemma3ForCausalLM",),
     ("gemma3_text",),
     ln2="pre_feedforward_layernorm",
     norm_offset=1.0,
-    qk_norms=True,
+    qk_norms=QK_NORMS,
+    notes="sandwich norms; embeddings scaled by sqrt(d_model); sliding-window layers",
 )
 
 _C_ATTN = "attn.c_attn"
@@ -77,6 +45,7 @@ GPT2 = Adapter(
     architectures=("GPT2LMHeadModel",),
     model_types=("gpt2",),
     layers="transformer.h",
+    notes="Conv1D weights stored (in, out); learned absolute positions",
     points={
         "embed": Point("transformer.wte"),
         "resid_pre": LAYER,
@@ -106,6 +75,7 @@ GPT_NEOX = Adapter(
     architectures=("GPTNeoXForCausalLM",),
     model_types=("gpt_neox",),
     layers="gpt_neox.layers",
+    notes="partial rotary; hub checkpoints name the head embed_out",
     points={
         "embed": Point("gpt_neox.embed_in"),
         "resid_pre": LAYER,
@@ -134,6 +104,7 @@ OPT = Adapter(
     architectures=("OPTForCausalLM",),
     model_types=("opt",),
     layers="model.decoder.layers",
+    notes="the MLP sees flattened tokens; learned positions with an offset",
     points={
         "embed": Point("model.decoder.embed_tokens"),
         "resid_pre": LAYER,
@@ -161,6 +132,7 @@ PHI = Adapter(
     architectures=("PhiForCausalLM",),
     model_types=("phi",),
     layers="model.layers",
+    notes="partial rotary",
     points={
         "embed": Point("model.embed_tokens"),
         "resid_pre": LAYER,
@@ -235,6 +207,8 @@ FALCON = Adapter(
     architectures=("FalconForCausalLM",),
     model_types=("falcon",),
     layers="transformer.h",
+    notes="three q/k/v layouts chosen by new_decoder_architecture and multi_query; "
+    "parallel attention by default",
     points={
         "embed": Point("transformer.word_embeddings"),
         "resid_pre": LAYER,
@@ -270,4 +244,6 @@ BUILTIN_ADAPTERS = (
     PHI,
     PHI3,
     FALCON,
+    *DENSE_ADAPTERS,
+    *MOE_ADAPTERS,
 )

@@ -117,6 +117,30 @@ def all_tokens(tokenizer, size: int) -> WordList:
     return WordList(words, token_ids=[[i] for i in range(count)], name="tokens")
 
 
+def down_rows(weights: Weights, layer: int) -> tuple[torch.Tensor, dict | None]:
+    """The neurons' write vectors of one layer, and for an MoE layer how they are grouped.
+
+    A dense layer gives ``W_down``. A mixture-of-experts layer gives every routed
+    expert's rows stacked (expert 0 first), then the shared expert's: each row is still
+    one neuron's write into the residual stream, whichever expert it belongs to, so the
+    principal directions are those of everything the layer can write. The grouping goes
+    into the record so rows and components can be traced back to experts.
+    """
+    count = weights.n_experts(layer)
+    if count == 0:
+        return weights.W_down(layer), None
+    experts = weights.W_down_experts(layer)  # (experts, d_ff, d)
+    shared = weights.W_down_shared(layer)
+    parts = [experts.flatten(0, 1)] + ([] if shared is None else [shared])
+    grouping = {
+        "count": count,
+        "neurons_per_expert": int(experts.shape[1]),
+        "shared_neurons": 0 if shared is None else int(shared.shape[0]),
+        "layout": "stacked",
+    }
+    return torch.cat(parts), grouping
+
+
 class FFNConcepts(LayerExplainer):
     """Per layer: the top principal directions of W_down, named by the words they point to.
 
@@ -182,7 +206,7 @@ class FFNConcepts(LayerExplainer):
         for key in keys:
             layer = int(key.removeprefix("layer."))
             with torch.inference_mode():
-                down = weights.W_down(layer)
+                down, experts = down_rows(weights, layer)
                 found = principal_components(
                     down,
                     config.components,
@@ -212,6 +236,7 @@ class FFNConcepts(LayerExplainer):
                         "n_neurons": int(down.shape[0]),
                         "word_list": word_meta,
                         "top_words": [[words.words[i] for i in row] for row in index.tolist()],
+                        **({"experts": experts} if experts else {}),
                     },
                 ),
             )

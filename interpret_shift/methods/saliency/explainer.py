@@ -14,6 +14,10 @@ one-hot cotangents of the chunk's targets are pushed through the graph together
 (``autograd.grad(..., is_grads_batched=True)``, i.e. vmap over the backward), so each
 gradient is exactly that of its own target, with large matrix products and no Python loop
 over tokens. See docs/saliency.md for why this beats replicating the sequence per target.
+
+That reverse mode costs one backward per response token; the forward mode
+(:mod:`.forward`) costs one tangent pass per prompt position. ``mode="auto"`` takes, per
+prompt, the one :mod:`.cost` expects to be faster, with chunks sized to the memory budget.
 """
 
 from __future__ import annotations
@@ -26,10 +30,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from interpret_shift.core import memory
 from interpret_shift.core.explainer import Explainer
+from interpret_shift.core.placement import input_device
 from interpret_shift.core.prompts import PromptRecord, Span, render_chat, token_mask
 from interpret_shift.core.records import Explanation
+from interpret_shift.core.responses import greedy, max_positions, stop_tokens
 from interpret_shift.errors import InterpretShiftError
+from interpret_shift.methods.saliency.cost import Plan, Shape, choose, forward_plan, reverse_plan
+from interpret_shift.methods.saliency.forward import forward_saliency
 
 
 def _pick(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -80,7 +89,7 @@ def _chunk_saliency(
     """Targets ``start:`` of (prompt, response cut after the chunk) pairs, in one forward and
     one vmapped backward: s (rows, targets, prompt positions) and the targets' values."""
     embed = model.get_input_embeddings()
-    device = embed.weight.device
+    device = input_device(model)  # an offloaded embedding's weight is on 'meta'
     wide = torch.promote_types(embed.weight.dtype, torch.float32)  # bf16 models: float32 maths
     n = torch.tensor([len(p) for p, _ in chunk])
     m = torch.tensor([len(r) for _, r in chunk])
@@ -102,21 +111,6 @@ def _chunk_saliency(
     width, E = int(n.max()), E.detach()
     s = torch.einsum("crtd,rtd->rct", grad[:, :, :width].to(wide), E[:, :width].to(wide))
     return s.float().cpu().numpy(), t.detach().float().cpu().numpy()
-
-
-@torch.no_grad()
-def greedy(model: nn.Module, ids: Sequence[int], max_new_tokens: int, stop: set[int]) -> list[int]:
-    """The model's own greedy continuation (argmax every step), without the stop token."""
-    device = model.get_input_embeddings().weight.device
-    step, past, new = torch.tensor([list(ids)], device=device), None, []
-    for _ in range(max_new_tokens):
-        output = model(input_ids=step, cache=past, use_cache=True)
-        past, token = output.cache, int(output.logits[0, -1].argmax())
-        if token in stop:
-            break
-        new.append(token)
-        step = torch.tensor([[token]], device=device)
-    return new
 
 
 # -- prompts to tokens -------------------------------------------------------------------
@@ -228,13 +222,6 @@ def _locate(tokenizer, text: str, prompt: PromptRecord) -> tuple[Span, int]:
     )
 
 
-def max_positions(config) -> int | None:
-    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-        if isinstance(getattr(config, name, None), int):
-            return getattr(config, name)
-    return None
-
-
 # -- the explainer -----------------------------------------------------------------------
 class SaliencyExplainer(Explainer):
     """Which prompt tokens each response token depends on: gradient x input, per prompt."""
@@ -250,7 +237,13 @@ class SaliencyExplainer(Explainer):
         chat_template: bool = True  # format prompts with the tokenizer's template, if any
         max_new_tokens: int = 64  # greedy response length when a prompt has none
         batch_size: int = 1  # prompts per forward pass (memory grows with batch x chunk)
-        target_chunk: int = 16  # response positions per prompt per backward pass
+        # reverse (one backward per response token), forward (one tangent pass per prompt
+        # position) or auto: per prompt the one expected to be faster (docs/saliency.md)
+        mode: Literal["auto", "reverse", "forward"] = "auto"
+        # response positions per backward pass (reverse mode); auto: sized to the budget
+        target_chunk: int | Literal["auto"] = "auto"
+        # prompt positions per tangent pass (forward mode); auto: sized to the budget
+        position_chunk: int | Literal["auto"] = "auto"
         # a given response: tokenized alone ("separate") or with its prompt ("joined", the
         # paper's code; needs chat_template=false)
         response_tokens: Literal["separate", "joined"] = "separate"
@@ -261,12 +254,15 @@ class SaliencyExplainer(Explainer):
                     f"Unknown saliency target {self.target!r}.",
                     f"Use one of: {', '.join(TARGETS)}.",
                 )
-            for field in ("max_new_tokens", "batch_size", "target_chunk"):
-                if not isinstance(getattr(self, field), int) or getattr(self, field) < 1:
+            for field in ("max_new_tokens", "batch_size", "target_chunk", "position_chunk"):
+                value = getattr(self, field)
+                if value == "auto" and field.endswith("_chunk"):
+                    continue
+                if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                    auto = " or 'auto'" if field.endswith("_chunk") else ""
                     raise InterpretShiftError(
-                        f"Saliency option {field} must be a positive integer, "
-                        f"not {getattr(self, field)!r}.",
-                        "Pass a whole number of 1 or more.",
+                        f"Saliency option {field} must be a positive integer{auto}, not {value!r}.",
+                        f"Pass a whole number of 1 or more{auto}.",
                     )
 
     def items(self, subject, prompts: Sequence[PromptRecord]) -> list[str]:
@@ -283,24 +279,72 @@ class SaliencyExplainer(Explainer):
         limit = max_positions(subject.model.config)
         for item in encoded:
             _check_length(item, limit)
+        shape = Shape.of(subject.model)
+        device = input_device(subject.model)
+        budget = memory.budget(device, getattr(subject, "memory_budget", None))
         size = self.config.batch_size
         for batch in (encoded[i : i + size] for i in range(0, len(encoded), size)):
             for item in batch:
                 if item.response is None:
                     item.response = self._generate(subject, item, limit)
-            pairs = [(item.ids, item.response) for item in batch]
-            results = gradient_x_input(
-                subject.model, pairs, self.config.target, self.config.target_chunk
-            )
-            for item, (s, values) in zip(batch, results):
-                yield item.prompt.id, self._record(subject, item, s, values)
+            plans = [self._plan(shape, item, budget) for item in batch]
+            results = self._saliency(subject.model, shape, batch, plans, budget)
+            for item, plan, (s, values, chunk) in zip(batch, plans, results):
+                if not plan.fits:
+                    item.warnings.append(
+                        f"saliency needs about {plan.bytes / 2**20:.0f} MiB of working memory "
+                        f"even in its smallest chunks, more than the budget of "
+                        f"{budget / 2**20:.0f} MiB"
+                    )
+                record = self._record(subject, item, s, values)
+                record.meta.update(mode=plan.mode, chunk=chunk)
+                yield item.prompt.id, record
+
+    def _plan(self, shape: Shape, item: Encoded, budget: int) -> Plan:
+        """The mode for one prompt: the option, or under ``auto`` the faster that fits."""
+        n, m, config = len(item.ids), len(item.response or ()), self.config
+        target_chunk = None if config.target_chunk == "auto" else int(config.target_chunk)
+        position_chunk = None if config.position_chunk == "auto" else int(config.position_chunk)
+        reverse = reverse_plan(shape, n, m, budget, target_chunk)
+        forward = forward_plan(shape, n, m, budget, position_chunk)
+        if config.mode == "reverse" or m == 0:
+            return dataclasses.replace(reverse, mode="reverse")
+        if config.mode == "forward":
+            return forward
+        return choose([reverse, forward])
+
+    def _saliency(
+        self, model: nn.Module, shape: Shape, batch: list[Encoded], plans: list[Plan], budget: int
+    ) -> list[tuple[np.ndarray, np.ndarray, int]]:
+        """Reverse-mode prompts of the batch together, forward-mode ones one by one."""
+        target, out = self.config.target, {}
+        backward = [b for b, plan in enumerate(plans) if plan.mode == "reverse"]
+        if backward:
+            rows = [batch[b] for b in backward]
+            n = max(len(item.ids) for item in rows)
+            m = max(len(item.response or ()) for item in rows)
+            fixed = None if self.config.target_chunk == "auto" else int(self.config.target_chunk)
+            chunk = reverse_plan(shape, n, m, budget, fixed, rows=len(rows)).chunk
+            pairs = [(item.ids, item.response) for item in rows]
+            for b, (s, values) in zip(backward, gradient_x_input(model, pairs, target, chunk)):
+                out[b] = (s, values, chunk)
+        for b, plan in enumerate(plans):
+            if plan.mode == "forward":
+                item = batch[b]
+                s, values = forward_saliency(
+                    model, item.ids, item.response or [], TARGETS[target], plan.chunk
+                )
+                out[b] = (s, values, plan.chunk)
+        return [out[b] for b in range(len(batch))]
 
     def _generate(self, subject, item: Encoded, limit: int | None) -> list[int]:
         """A greedy response, as long as the option and the model's positions allow."""
         steps = self.config.max_new_tokens
         if limit is not None:
             steps = min(steps, limit - len(item.ids) + 1)  # its last token is never fed
-        response = greedy(subject.model, item.ids, steps, _stop_tokens(subject))
+        response = greedy(
+            subject.model, item.ids, steps, stop_tokens(subject.model, subject.tokenizer)
+        )
         if steps < self.config.max_new_tokens and len(response) == steps:
             item.warnings.append(
                 f"the generated response was cut at {steps} tokens by the model's {limit} "
@@ -351,13 +395,6 @@ def _check_length(item: Encoded, limit: int | None) -> None:
             f"more than the model's {limit} positions.",
             "Shorten the prompt or response, or use a model with a longer context.",
         )
-
-
-def _stop_tokens(subject) -> set[int]:
-    stop = {getattr(subject.tokenizer, "eos_token_id", None)}
-    configured = getattr(getattr(subject.model, "generation_config", None), "eos_token_id", None)
-    stop.update(configured if isinstance(configured, list) else [configured])
-    return {token for token in stop if token is not None}
 
 
 def _token_strings(tokenizer, text: str, ids: list[int], offsets: np.ndarray) -> list[str]:

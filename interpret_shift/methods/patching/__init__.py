@@ -1,0 +1,1 @@
+"""Cross-model activation patching: which layers carry the change, causally."""

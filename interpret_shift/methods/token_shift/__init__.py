@@ -1,0 +1,1 @@
+"""Token distribution shift: how often the tuned model says what the base model would not."""

@@ -1,0 +1,1 @@
+"""Weight-delta spectrum: how many directions the tuning changed, and what they write."""
