@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from tiny import family_model, tiny_config, tiny_tokenizer
+from tiny import ALL_TINY, family_model, tiny_config, tiny_tokenizer
 from transformers import AutoModelForCausalLM
 
 from interpret_shift import demo
@@ -24,7 +24,12 @@ from interpret_shift.methods.patching import plugin
 from interpret_shift.methods.patching.claims import patching_claims
 from interpret_shift.methods.patching.explainer import CrossModelPatching
 from interpret_shift.methods.patching.metrics import kl, recovery
-from interpret_shift.methods.patching.patch import COMPONENTS, choose_strategy, patched_scores
+from interpret_shift.methods.patching.patch import (
+    COMPONENTS,
+    STRATEGIES,
+    choose_strategy,
+    patched_scores,
+)
 from interpret_shift.methods.patching.section import SECTIONS
 from interpret_shift.pipeline import compare
 from interpret_shift.plugins.registry import load_registry
@@ -215,7 +220,7 @@ def _hooks(model):
             for name, m in model.named_modules()}  # fmt: skip
 
 
-@pytest.mark.parametrize("strategy", ["growing", "copies"])
+@pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("point", ["layers.1.mlp.out", "layers.1.resid_post"])
 def test_hooks_are_removed_after_an_exception(pair, strategy, point):
     receiver = pair.base
@@ -258,16 +263,59 @@ def _family_patches(subject, seed=0):
 
 
 @pytest.mark.parametrize("family", ["llama", "gpt2", "gpt_neox", "gemma2"])
-def test_the_growing_batch_equals_the_copies_and_one_forward_per_point(family):
+def test_every_batching_equals_one_forward_per_point(family):
     subject = _family_subject(family)
-    assert choose_strategy(subject, COMPONENTS) == "growing"
+    assert choose_strategy(subject, COMPONENTS) == "lean"
     ids, tokens, target, patches = _family_patches(subject)
     expected = _one_forward_per_point(subject, ids, tokens, target, patches)
-    for strategy in ("growing", "copies"):
+    for strategy in STRATEGIES:
         for batch_size in (len(patches), 4):  # one forward, and chunks of 4 rows
             logp, kl = patched_scores(subject, ids, tokens, target, patches, batch_size, strategy)
             np.testing.assert_allclose(logp.numpy(), expected[:, 0], rtol=1e-5, atol=1e-4)
             np.testing.assert_allclose(kl.numpy(), expected[:, 1], rtol=1e-5, atol=1e-5)
+
+
+#: The way each family is expected to batch, by its block structure (else ``lean``).
+GROWING = {  # parallel blocks, post-norm blocks, or OPT's flat MLP: no separate normed MLP input
+    "codegen", "cohere", "cohere2", "exaone4", "falcon", "gptj", "olmo2", "olmo3", "opt", "phi",
+}  # fmt: skip
+COPIES = {"bloom", "gpt_bigcode", "gpt_bigcode_mha"}  # per-row tensors built before the layers
+
+
+@pytest.mark.parametrize("family", sorted(ALL_TINY))
+def test_every_family_batches_the_cheapest_exact_way(family):
+    subject = _family_subject(family)
+    expected_way = "copies" if family in COPIES else "growing" if family in GROWING else "lean"
+    way = choose_strategy(subject, COMPONENTS)
+    assert way == expected_way
+    ids, tokens, target, patches = _family_patches(subject)
+    expected = _one_forward_per_point(subject, ids, tokens, target, patches)
+    logp, kl = patched_scores(subject, ids, tokens, target, patches, len(patches), way)
+    np.testing.assert_allclose(logp.numpy(), expected[:, 0], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(kl.numpy(), expected[:, 1], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_any_points_in_any_chunks_equal_one_forward_per_point(pair, seed):
+    """Random subsets of the points of a 4-layer model, in random chunk sizes: the first
+    patched layer, layers without patches and the last layer all move."""
+    subject, generator = pair.base, torch.Generator().manual_seed(seed)
+    names = [f"layers.{layer}.{c}" for layer in range(4) for c in COMPONENTS]
+    chosen = [
+        n for n, keep in zip(names, torch.rand(len(names), generator=generator)) if keep < 0.4
+    ]
+    chosen = chosen or names[-1:]
+    ids = torch.randint(3, 96, (9,), generator=generator)
+    _, cache = subject.hooks.run_with_cache(ids[None], names=chosen, stop_early=False)
+    patches = [(n, cache[n] + torch.randn(cache[n].shape, generator=generator)) for n in chosen]
+    m = int(torch.randint(1, 6, (), generator=generator))
+    target = torch.randn(m, 96, generator=generator).log_softmax(-1)
+    expected = _one_forward_per_point(subject, ids, ids[-m:], target, patches)
+    batch_size = int(torch.randint(1, len(patches) + 1, (), generator=generator))
+    for way in STRATEGIES:
+        logp, kl = patched_scores(subject, ids, ids[-m:], target, patches, batch_size, way)
+        np.testing.assert_allclose(logp.numpy(), expected[:, 0], rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(kl.numpy(), expected[:, 1], rtol=1e-5, atol=1e-5)
 
 
 def test_a_model_the_growing_batch_breaks_falls_back_to_copies():
@@ -282,7 +330,7 @@ def test_a_model_the_growing_batch_breaks_falls_back_to_copies():
     before = _hooks(base.model)
     assert choose_strategy(base, COMPONENTS) == "copies"
     assert _hooks(base.model) == before  # the refused try left no hook behind
-    assert base.memo_store[("patching-growing-batch", tuple(sorted(COMPONENTS)))] == "copies"
+    assert base.memo_store[("patching-batching", tuple(sorted(COMPONENTS)))] == "copies"
     ids, tokens, target, patches = _family_patches(base)
     with pytest.raises(RuntimeError):
         patched_scores(base, ids, tokens, target, patches, len(patches), "growing")
@@ -304,10 +352,10 @@ def test_a_model_the_growing_batch_breaks_falls_back_to_copies():
                                    rtol=1e-4, atol=1e-5)  # fmt: skip
 
 
-def test_growing_is_chosen_and_recorded_and_copies_can_be_forced(pair):
+def test_lean_is_chosen_and_recorded_and_copies_can_be_forced(pair):
     auto = _run(pair, PROMPTS[:1])["p0"]
     forced = _run(pair, PROMPTS[:1], batching="copies")["p0"]
-    assert auto.meta["batching"] == {"into_base": "growing", "into_tuned": "growing"}
+    assert auto.meta["batching"] == {"into_base": "lean", "into_tuned": "lean"}
     assert forced.meta["batching"] == {"into_base": "copies", "into_tuned": "copies"}
     for name in ("logp_patched", "kl_patched"):
         np.testing.assert_allclose(auto.arrays[name], forced.arrays[name], atol=1e-4)

@@ -9,6 +9,7 @@ written back into the fused tensor.
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
@@ -148,8 +149,11 @@ class HookRegistry:
         if callable(names):
             return [name for name in self.names if names(name)]
         patterns = [names] if isinstance(names, str) else list(names)
-        chosen = [n for n in self.names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
-        unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in self.names)]
+        exact = set(patterns) & set(self.names)  # most callers name points: no matching
+        globs = [p for p in patterns if p not in exact]
+        matches = re.compile("|".join(fnmatch.translate(p) for p in globs)).match if globs else None
+        chosen = [n for n in self.names if n in exact or (matches and matches(n))]
+        unmatched = [p for p in globs if not any(fnmatch.fnmatchcase(n, p) for n in self.names)]
         if unmatched:
             self.layout.split(unmatched[0])  # raises the helpful error for a bad name
             raise HookPointError(f"No hook point matches {unmatched[0]!r}.")

@@ -47,9 +47,10 @@ class CrossModelPatching(Explainer):
     """Which layers carry the change: one model's activations patched into the other's run.
 
     Options: ``components`` to patch (resid_post, attn.out, mlp.out), ``layers`` (None:
-    all), ``batch_size`` patched rows per forward, ``batching`` (``auto``: the growing
-    batch that computes the shared unpatched prefix once, where the model allows it;
-    ``copies``: always the input copied once per point), ``chat_template``,
+    all), ``batch_size`` patched rows per forward, ``batching`` (``auto``: the cheapest
+    way the model allows, a batch that grows from the clean run layer by layer and skips
+    the work a patch replaces; ``copies``: always the input copied once per point; see
+    ``patch.py``), ``chat_template``,
     ``max_new_tokens`` (greedy response when a prompt has none), ``min_gap`` (nats: below
     it the two models give the response the same probability and the share is undefined).
     """
@@ -154,7 +155,7 @@ class CrossModelPatching(Explainer):
                 strategy = self._strategy(subjects[receiver])
                 batching[list(DIRECTIONS)[d]] = strategy
                 logp, kls = patched_scores(subjects[receiver], ids, tokens, target, patches,
-                                           config.batch_size, strategy)  # fmt: skip
+                                           config.batch_size, strategy, runs[receiver][1])  # fmt: skip
                 arrays["logp_patched"][d] = logp.double().numpy().reshape(shape[1:])
                 arrays["kl_patched"][d] = kls.double().numpy().reshape(shape[1:])
                 gap = chosen[source] - chosen[receiver]
@@ -189,7 +190,7 @@ class CrossModelPatching(Explainer):
             "components": list(self.config.components),
             "layers": layers,
             "undefined": undefined,
-            "batching": batching,  # per direction: "growing" or "copies" (None: nothing run)
+            "batching": batching,  # per direction: "lean", "growing" or "copies" (None: none ran)
             "response": prompt.response if given else tokenizer.decode(chat.response),
             "response_source": "given" if given else "generated",
             "n_response_tokens": len(chat.response),

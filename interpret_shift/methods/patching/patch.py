@@ -4,33 +4,45 @@ The receiving model reads the prompt and the response; at one hook point (a laye
 residual stream, attention output or MLP output) its activation at every position is
 replaced by the other model's activation there. Rows of a batch never see each other
 (attention is within a row), so a batch row patched at one point is exactly the
-single-point patched run. Two ways to fill the batch:
+single-point patched run. Three ways to fill the batch (:data:`STRATEGIES` has them
+cheapest first):
 
-* ``growing`` (the default where the model allows it): a run patched at layer *i* equals
-  the unpatched run below *i*, so that prefix is computed once. The forward starts with
-  one unpatched row; at layer *i*'s input it gains a copy of that row for every point
-  inside layer *i* (attention / MLP output; the copy is patched there, on its own row),
-  and at layer *i*'s output a row holding the other model's residual stream. Later
-  layers see the bigger batch, the layers below never repeat work.
+* ``growing``: a run patched at layer *i* equals the receiver's clean run below *i*, so
+  the batch starts at layer *i*. At layer *i*'s input it gains, for every point inside
+  layer *i* (attention / MLP output), a row holding the clean run's residual stream
+  there, patched at its point; at layer *i*'s output a row holding the other model's
+  residual stream. The unpatched row the model was fed is dropped at the first patched
+  layer: the clean run already gave everything it would.
+* ``lean``: the growing batch, also skipping what a patch replaces: a row patched at a
+  layer's attention output does not run that attention (the normed input is cut to the
+  older rows, the patched output appended), a row patched at its MLP output runs neither
+  (its attention output is the clean run's), and the last layer's MLP runs only at the
+  positions whose logits are read.
 * ``copies``: the input replicated once per point, row *r* patched at point *r*. Needs
-  nothing of the model; used when the growing batch is refused (below).
+  nothing of the model.
 
-The growing batch relies on the model's own batch-1 tensors (rotary cos/sin, the causal
-mask) broadcasting over the grown batch. Models whose per-batch tensors do not (BLOOM's
-ALiBi bias) fail or differ, so each model is checked once on a tiny input against the
-``copies`` way, and the answer is kept on ``subject.memo``.
+The growing ways rely on the model's own batch-1 tensors (rotary cos/sin, the causal
+mask) broadcasting over the grown batch, and ``lean`` also on the attention reading only
+the ``ln1`` point and the MLP only ``ln2``. Models that break either (BLOOM's per-row
+ALiBi bias; a parallel block with one norm) fail or differ, so each model is checked once
+on a tiny input against the ``copies`` way, and the first way that agrees is kept on
+``subject.memo``.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import dataclasses
 from collections.abc import Sequence
 
 import torch
 
 #: Hook points that can be patched, by canonical role (``layers.{i}.<role>``).
 COMPONENTS = ("resid_post", "attn.out", "mlp.out")
-STRATEGIES = ("growing", "copies")
+#: The ways to batch, cheapest first.
+STRATEGIES = ("lean", "growing", "copies")
+#: What the growing ways read from the receiver's own clean run, per patched layer.
+PREFIX = ("resid_pre", "attn.out")
+_KINDS = ("attn.out", "mlp.out", "resid_post")  # the row order inside a layer
 
 Patch = tuple[str, torch.Tensor]  # (hook point, the other model's activation (1, T, d))
 
@@ -51,15 +63,29 @@ def scores(
     return chosen, kl
 
 
+def captured(subject, names: Sequence[str]) -> list[str]:
+    """The points a clean run captures: ``names`` (the other model patches them in) and,
+    per layer, what the growing ways read from this model's own clean run."""
+    layers = sorted({subject.layout.split(name)[1] for name in names} - {None})
+    prefix = [f"layers.{layer}.{role}" for layer in layers for role in PREFIX
+              if subject.layout.entry(role, layer) is not None]  # fmt: skip
+    return list(dict.fromkeys([*names, *prefix]))
+
+
 @torch.no_grad()
 def clean_run(subject, ids: torch.Tensor, m: int, names: Sequence[str]):
     """One unpatched forward of ``ids`` (T,): log-probs (m, V) at the response positions and
-    the activations at ``names`` (each (1, T, d))."""
+    the activations (each (1, T, d)) at ``names`` and at what :func:`captured` adds."""
     output, cache = subject.hooks.run_with_cache(
-        ids[None].to(subject.device), names=list(names), stop_early=False,
+        ids[None].to(subject.device), names=captured(subject, names), stop_early=False,
         logits_to_keep=m, use_cache=False,
     )  # fmt: skip
     return output.logits[0].float().log_softmax(-1), cache
+
+
+def _on(like: torch.Tensor, *parts: torch.Tensor) -> list[torch.Tensor]:
+    """``parts`` on the device and in the dtype of ``like`` (hooks may sit on another device)."""
+    return [part.to(device=like.device, dtype=like.dtype) for part in parts]
 
 
 def _replace_row(row: int, source: torch.Tensor):
@@ -67,24 +93,6 @@ def _replace_row(row: int, source: torch.Tensor):
         patched = activation.clone()
         patched[row] = source[0].to(device=activation.device, dtype=activation.dtype)
         return patched
-
-    return hook
-
-
-def _add_copies(count: int):
-    """Layer input: ``count`` more rows, copies of the unpatched row 0."""
-
-    def hook(hidden: torch.Tensor, name: str) -> torch.Tensor:
-        return torch.cat([hidden, hidden[:1].expand(count, *hidden.shape[1:])])
-
-    return hook
-
-
-def _add_row(source: torch.Tensor):
-    """Layer output: one more row, the other model's residual stream."""
-
-    def hook(hidden: torch.Tensor, name: str) -> torch.Tensor:
-        return torch.cat([hidden, source.to(device=hidden.device, dtype=hidden.dtype)])
 
     return hook
 
@@ -110,34 +118,128 @@ def copied_logits(receiver, ids: torch.Tensor, patches: Sequence[Patch], keep: i
         return _logits(receiver, batch, keep)
 
 
+@dataclasses.dataclass
+class _Layer:
+    """One layer of a growing batch: ``before`` rows arrive (patched at earlier layers); the
+    layer adds one row per source, in this order: attention output, MLP output (both enter
+    at its input), residual stream (at its output)."""
+
+    before: int = 0
+    attn: list[torch.Tensor] = dataclasses.field(default_factory=list)
+    mlp: list[torch.Tensor] = dataclasses.field(default_factory=list)
+    resid: list[torch.Tensor] = dataclasses.field(default_factory=list)
+
+    @property
+    def copies(self) -> int:
+        return len(self.attn) + len(self.mlp)
+
+
+def _growing_hooks(receiver, plan: dict[int, _Layer], clean, length: int, keep: int, lean: bool):
+    """The hooks of one growing forward over ``length`` tokens (see the module docstring)."""
+    hooks, last = [], receiver.layout.n_layers - 1
+    for layer, rows in sorted(plan.items()):
+        at = f"layers.{layer}."
+        b, a, copies = rows.before, len(rows.attn), rows.copies
+        if copies:
+            own_attn = clean.get(at + "attn.out")
+            hooks += [(at + "resid_pre", _grow(b, clean[at + "resid_pre"], copies)),
+                      (at + "attn.out", _attention_rows(b, rows, own_attn))]  # fmt: skip
+            if lean and b:  # the new rows' attention outputs are known: run the older ones'
+                hooks.append((at + "ln1", _cut(b)))
+        cut = lean and b + a > 0  # (a module cannot run on no rows at all)
+        if rows.mlp or (cut and layer == last):
+            hooks.append((at + "mlp.out", _mlp_rows(b + a, rows.mlp, length)))
+            if cut:  # no MLP for the rows patched there; at the last layer, read positions only
+                hooks.append((at + "ln2", _cut(b + a, keep if layer == last else None)))
+        if rows.resid:
+            hooks.append((at + "resid_post", _append(b + copies, rows.resid)))
+    return hooks
+
+
+def _grow(before: int, clean_input: torch.Tensor, count: int):
+    """Layer input: the older rows, then ``count`` copies of the clean run's input."""
+
+    def hook(hidden: torch.Tensor, name: str) -> torch.Tensor:
+        return torch.cat([hidden[:before], *_on(hidden, clean_input.expand(count, -1, -1))])
+
+    return hook
+
+
+def _cut(rows: int, positions: int | None = None):
+    """A normed input cut to the rows (and last positions) whose module output is needed."""
+
+    def hook(normed: torch.Tensor, name: str) -> torch.Tensor:
+        if positions is None:
+            return normed[:rows]
+        return normed[:rows, -positions:].contiguous()  # one matrix product, not a batched one
+
+    return hook
+
+
+def _attention_rows(before: int, rows: _Layer, own: torch.Tensor | None):
+    """Attention output: the older rows, the patched ones, then the MLP-patched rows'."""
+
+    def hook(out: torch.Tensor, name: str) -> torch.Tensor:
+        if out.shape[0] > before:  # computed for the new rows too
+            tail = [out[before + len(rows.attn) :]]
+        else:  # lean: the MLP-patched rows read the clean run's attention output
+            tail = _on(out, own.expand(len(rows.mlp), -1, -1)) if rows.mlp else []
+        return torch.cat([out[:before], *_on(out, *rows.attn), *tail])
+
+    return hook
+
+
+def _mlp_rows(kept: int, sources: list[torch.Tensor], length: int):
+    """MLP output: the first ``kept`` rows (back to every position), then the patched ones."""
+
+    def hook(out: torch.Tensor, name: str) -> torch.Tensor:
+        if out.shape[1] < length:  # the last layer ran at the read positions only
+            out = torch.cat([out.new_zeros(out.shape[0], length - out.shape[1], out.shape[2]),
+                             out], 1)  # fmt: skip
+        return torch.cat([out[:kept], *_on(out, *sources)])
+
+    return hook
+
+
+def _append(kept: int, sources: list[torch.Tensor]):
+    """Layer output: the first ``kept`` rows, then the other model's residual streams."""
+
+    def hook(hidden: torch.Tensor, name: str) -> torch.Tensor:
+        return torch.cat([hidden[:kept], *_on(hidden, *sources)])
+
+    return hook
+
+
 @torch.no_grad()
-def growing_logits(receiver, ids: torch.Tensor, patches: Sequence[Patch], keep: int):
+def growing_logits(
+    receiver, ids: torch.Tensor, patches: Sequence[Patch], keep: int, clean, lean: bool = False
+):
     """Logits (R, keep, V) of the patched runs in ``patches`` order, by one forward whose
-    batch grows from the unpatched row as the layers with patched points are reached."""
-    layout = receiver.layout
-    placed = []  # (layer, at the output?, patch index)
-    for index, (name, _) in enumerate(patches):
-        role, layer = layout.split(name)
-        if layer is None:
-            raise ValueError(f"{name!r} is not inside a layer: the growing batch cannot patch it")
-        placed.append((layer, role == "resid_post", index))
-    placed.sort()  # the row order: by layer, the points inside a layer before its output
-    copies = Counter(layer for layer, at_output, _ in placed if not at_output)
-    grow = [(f"layers.{layer}.resid_pre", _add_copies(n)) for layer, n in copies.items()]
-    patch, rows = [], [0] * len(patches)
-    for row, (_, at_output, index) in enumerate(placed, start=1):
-        name, source = patches[index]
-        rows[index] = row
-        patch.append((name, _add_row(source) if at_output else _replace_row(row, source)))
-    # the copies first: hooks on a layer's input run in the order they were added
-    with receiver.hooks.scope(forward=grow + patch):
+    batch grows as the layers with patched points are reached; ``clean`` is the receiver's
+    own clean run (:func:`captured`)."""
+    order = sorted(range(len(patches)), key=lambda k: _depth(receiver, patches[k][0]))
+    plan: dict[int, _Layer] = {}
+    for k in order:
+        name, source = patches[k]
+        role, layer = receiver.layout.split(name)
+        if layer is None or role not in _KINDS:
+            raise ValueError(f"{name!r} is not one of {', '.join(_KINDS)} inside a layer: the "
+                             "growing batch cannot patch it")  # fmt: skip
+        rows = plan.setdefault(layer, _Layer())
+        {"attn.out": rows.attn, "mlp.out": rows.mlp, "resid_post": rows.resid}[role].append(source)
+    before = 0
+    for layer in sorted(plan):
+        plan[layer].before = before
+        before += plan[layer].copies + len(plan[layer].resid)
+    hooks = _growing_hooks(receiver, plan, clean, len(ids), keep, lean)
+    with receiver.hooks.scope(forward=hooks):
         logits = _logits(receiver, ids[None].to(receiver.device), keep)
-    if logits.shape[0] != len(patches) + 1:
+    if logits.shape[0] != len(patches):
         raise RuntimeError(f"the growing batch ended with {logits.shape[0]} rows, not "
-                           f"{len(patches) + 1}")  # fmt: skip
-    if rows == list(range(1, len(patches) + 1)):
-        return logits[1:]  # already in order (patched_scores sorts by depth): no copy
-    return logits[torch.tensor(rows, device=logits.device)]
+                           f"{len(patches)}")  # fmt: skip
+    if order == list(range(len(patches))):
+        return logits  # already in order (patched_scores sorts by depth): no copy
+    return logits[torch.argsort(torch.tensor(order)).to(logits.device)]
 
 
 @torch.no_grad()
@@ -149,57 +251,67 @@ def patched_scores(
     patches: Sequence[Patch],
     batch_size: int,
     strategy: str = "copies",
+    clean=None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed log-prob of ``tokens`` and KL to ``target_logp`` for each patch, in order.
 
     ``patches`` are (hook point, the other model's activation (1, T, d)) for the input
-    ``ids`` (T,); ``batch_size`` patched rows per forward (the growing batch adds its one
-    unpatched row), filled the ``strategy`` way. The hooks live only inside the forward
-    (removed also on an exception).
+    ``ids`` (T,); ``batch_size`` patched rows per forward, filled the ``strategy`` way.
+    The growing ways read the receiver's clean run, ``clean`` (from :func:`clean_run`;
+    captured here when not given). The hooks live only inside the forward (removed also
+    on an exception).
     """
-    run = {"growing": growing_logits, "copies": copied_logits}[strategy]
     m = len(tokens)
+    if strategy != "copies" and clean is None:
+        clean = clean_run(receiver, ids, m, [name for name, _ in patches])[1]
     order = sorted(range(len(patches)), key=lambda k: _depth(receiver, patches[k][0]))
     logps, kls = torch.zeros(len(patches)), torch.zeros(len(patches))
     for start in range(0, len(patches), batch_size):
         chunk = order[start : start + batch_size]  # neighbouring layers share the most
-        logits = run(receiver, ids, [patches[k] for k in chunk], m)
+        logits = _batched_logits(receiver, ids, [patches[k] for k in chunk], m, clean, strategy)
         logp, kl = scores(logits, tokens, target_logp)
         logps[chunk], kls[chunk] = logp.cpu(), kl.cpu()
     return logps, kls
 
 
-def _depth(receiver, name: str) -> tuple[int, bool]:
+def _batched_logits(receiver, ids, patches: Sequence[Patch], keep: int, clean, strategy: str):
+    if strategy == "copies":
+        return copied_logits(receiver, ids, patches, keep)
+    return growing_logits(receiver, ids, patches, keep, clean, lean=strategy == "lean")
+
+
+def _depth(receiver, name: str) -> tuple[int, int]:
     role, layer = receiver.layout.split(name)
-    return (-1 if layer is None else layer), role == "resid_post"
+    return (-1 if layer is None else layer), (_KINDS + (role,)).index(role)
 
 
 def choose_strategy(receiver, roles: Sequence[str]) -> str:
-    """``growing`` when this model's growing batch equals the ``copies`` way on a tiny input
-    for these roles, else ``copies``; checked once per model and set of roles."""
-    key = ("patching-growing-batch", tuple(sorted(roles)))
-    return receiver.memo(key, lambda: "growing" if _growing_agrees(receiver, roles) else "copies")
+    """The cheapest way in :data:`STRATEGIES` whose logits equal the ``copies`` way's on a
+    tiny input with these roles patched; checked once per model and set of roles."""
+    key = ("patching-batching", tuple(sorted(roles)))
+    return receiver.memo(key, lambda: next(
+        (way for way in STRATEGIES[:-1] if _agrees(receiver, roles, way)), "copies"))  # fmt: skip
 
 
 @torch.no_grad()
-def _growing_agrees(receiver, roles: Sequence[str]) -> bool:
+def _agrees(receiver, roles: Sequence[str], strategy: str) -> bool:
     n = receiver.layout.n_layers
     names = [f"layers.{layer}.{role}" for layer in sorted({0, n // 2, n - 1}) for role in roles]
     vocab = receiver.model.get_input_embeddings().num_embeddings
-    ids = torch.arange(1, 7) % vocab
+    ids, keep = torch.arange(1, 7) % vocab, 3  # fewer read positions than tokens, as in use
     try:
-        _, cache = receiver.hooks.run_with_cache(ids[None].to(receiver.device), names=names,
-                                                 stop_early=False, use_cache=False)  # fmt: skip
+        _, clean = clean_run(receiver, ids, keep, names)
         generator = torch.Generator().manual_seed(0)
         patches = []
         for name in names:  # every row patched differently, so a mixed-up row shows
-            clean = cache[name]
-            noise = torch.randn(clean.shape, generator=generator).to(clean)
-            patches.append((name, clean + noise * clean.float().std().clamp_min(1e-3).to(clean)))
-        grown = growing_logits(receiver, ids, patches, len(ids)).float()
-        copied = copied_logits(receiver, ids, patches, len(ids)).float()
-    except Exception:  # a shape the model cannot broadcast: the copies way still works
+            activation = clean[name]
+            noise = torch.randn(activation.shape, generator=generator).to(activation)
+            scale = activation.float().std().clamp_min(1e-3).to(activation)
+            patches.append((name, activation + noise * scale))
+        found = _batched_logits(receiver, ids, patches, keep, clean, strategy).float()
+        copied = copied_logits(receiver, ids, patches, keep).float()
+    except Exception:  # a shape the model cannot broadcast: a plainer way still works
         return False
     precise = receiver.model.get_input_embeddings().weight.dtype in (torch.float32, torch.float64)
     tolerance = (1e-4 if precise else 3e-2) * max(1.0, float(copied.abs().max()))
-    return grown.shape == copied.shape and float((grown - copied).abs().max()) <= tolerance
+    return found.shape == copied.shape and float((found - copied).abs().max()) <= tolerance
