@@ -17,7 +17,7 @@ the source activations, the scoring) and differ only in how the patched rows are
 Prints the median wall time of each and, last, ``patching_speedup_vs_per_layer: X`` (the
 one-forward-per-point time over the lean batch's).
 
-    .venv/bin/python benchmarks/patching.py [--repeats 3]
+    .venv/bin/python benchmarks/patching.py [--repeats 5]
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def patch_all(pair, inputs, batch_size: int, strategy: str) -> list[np.ndarray]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(2)
     pair = bench_pair()
