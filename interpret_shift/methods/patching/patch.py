@@ -91,7 +91,7 @@ def _on(like: torch.Tensor, *parts: torch.Tensor) -> list[torch.Tensor]:
 def _replace_row(row: int, source: torch.Tensor):
     def hook(activation: torch.Tensor, name: str) -> torch.Tensor:
         patched = activation.clone()
-        patched[row] = source[0].to(device=activation.device, dtype=activation.dtype)
+        patched[row] = _on(activation, source[0])[0]
         return patched
 
     return hook
@@ -289,12 +289,11 @@ def choose_strategy(receiver, roles: Sequence[str]) -> str:
     """The cheapest way in :data:`STRATEGIES` whose logits equal the ``copies`` way's on a
     tiny input with these roles patched; checked once per model and set of roles."""
     key = ("patching-batching", tuple(sorted(roles)))
-    return receiver.memo(key, lambda: next(
-        (way for way in STRATEGIES[:-1] if _agrees(receiver, roles, way)), "copies"))  # fmt: skip
+    return receiver.memo(key, lambda: _cheapest_exact_way(receiver, roles))
 
 
 @torch.no_grad()
-def _agrees(receiver, roles: Sequence[str], strategy: str) -> bool:
+def _cheapest_exact_way(receiver, roles: Sequence[str]) -> str:
     n = receiver.layout.n_layers
     names = [f"layers.{layer}.{role}" for layer in sorted({0, n // 2, n - 1}) for role in roles]
     vocab = receiver.model.get_input_embeddings().num_embeddings
@@ -308,10 +307,16 @@ def _agrees(receiver, roles: Sequence[str], strategy: str) -> bool:
             noise = torch.randn(activation.shape, generator=generator).to(activation)
             scale = activation.float().std().clamp_min(1e-3).to(activation)
             patches.append((name, activation + noise * scale))
-        found = _batched_logits(receiver, ids, patches, keep, clean, strategy).float()
         copied = copied_logits(receiver, ids, patches, keep).float()
-    except Exception:  # a shape the model cannot broadcast: a plainer way still works
-        return False
+    except Exception:  # the model cannot be checked here; the copies way needs nothing of it
+        return "copies"
     precise = receiver.model.get_input_embeddings().weight.dtype in (torch.float32, torch.float64)
     tolerance = (1e-4 if precise else 3e-2) * max(1.0, float(copied.abs().max()))
-    return found.shape == copied.shape and float((found - copied).abs().max()) <= tolerance
+    for way in STRATEGIES[:-1]:
+        try:
+            found = _batched_logits(receiver, ids, patches, keep, clean, way).float()
+        except Exception:  # a shape the model cannot broadcast: a plainer way may still work
+            continue
+        if found.shape == copied.shape and float((found - copied).abs().max()) <= tolerance:
+            return way
+    return "copies"
