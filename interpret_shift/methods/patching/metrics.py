@@ -36,6 +36,16 @@ def _layout(records: Mapping[str, Any]) -> tuple[list[str], list[str], list[int]
     return meta["directions"], meta["components"], meta["layers"], sorted(records)
 
 
+def _by_component(records: Mapping[str, Any], keys: list[str], array: str, d: int) -> Json:
+    """Per component, the :func:`_spread` over the prompts ``keys`` of ``array[d, c]``."""
+    _, components, layers, _ = _layout(records)
+    return {
+        component: _spread(np.array([records[k].arrays[array][d, c] for k in keys],
+                                    dtype=np.float64).reshape(len(keys), len(layers)))
+        for c, component in enumerate(components)
+    }  # fmt: skip
+
+
 def recovery(records: Mapping[str, Any], context) -> Json:
     """Recovered share of the other model's log-probability of the response."""
     if not records:
@@ -49,11 +59,7 @@ def recovery(records: Mapping[str, Any], context) -> Json:
         entry: Json = {"n": len(defined), "undefined": reasons, "reason": None}
         if not defined:
             entry["reason"] = "undefined for every prompt: " + sorted(set(reasons.values()))[0]
-        for c, component in enumerate(components):
-            values = np.array([records[k].arrays["recovery"][d, c] for k in defined],
-                              dtype=np.float64).reshape(len(defined), len(layers))  # fmt: skip
-            entry[component] = _spread(values)
-        result[direction] = entry
+        result[direction] = entry | _by_component(records, defined, "recovery", d)
     return result
 
 
@@ -67,11 +73,7 @@ def kl(records: Mapping[str, Any], context) -> Json:
     for d, direction in enumerate(directions):
         clean = [float(records[k].arrays["kl_clean"][d]) for k in keys]
         entry: Json = {"n": len(keys), "clean_mean": float(np.mean(clean)) if clean else None}
-        for c, component in enumerate(components):
-            values = np.array([records[k].arrays["kl_patched"][d, c] for k in keys],
-                              dtype=np.float64).reshape(len(keys), len(layers))  # fmt: skip
-            entry[component] = _spread(values)
-        result[direction] = entry
+        result[direction] = entry | _by_component(records, keys, "kl_patched", d)
     return result
 
 
