@@ -84,10 +84,16 @@ def greedy(model: nn.Module, ids: Sequence[int], max_new_tokens: int, stop: set[
     return new
 
 
-def encode_chats(subject, prompts: Sequence[PromptRecord], tokenizer=None) -> list[Chat]:
-    """Every prompt as token ids, checked against the model's context (before any work);
-    responses left empty for :func:`respond` to fill."""
+def encode_chats(
+    subject, prompts: Sequence[PromptRecord], tokenizer=None, keys: Sequence[str] | None = None
+) -> list[Chat]:
+    """Every prompt (or those whose ids are ``keys``, in that order) as token ids, checked
+    against the model's context (before any work); responses left empty for
+    :func:`respond` to fill."""
     tokenizer = tokenizer or subject.tokenizer
+    if keys is not None:
+        by_id = {prompt.id: prompt for prompt in prompts}
+        prompts = [by_id[key] for key in keys]
     limit = max_positions(subject.model.config)
     chats = []
     for prompt in prompts:

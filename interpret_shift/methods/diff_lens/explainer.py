@@ -81,8 +81,7 @@ class DiffLensExplainer(Explainer):
     def explain(
         self, pair, keys: Sequence[str], prompts: Sequence[PromptRecord]
     ) -> Iterator[tuple[str, Explanation]]:
-        by_id = {prompt.id: prompt for prompt in prompts}
-        chats = encode_chats(pair.tuned, [by_id[key] for key in keys], pair.tokenizer)
+        chats = encode_chats(pair.tuned, prompts, pair.tokenizer, keys)
         readouts = [readout(subject) for subject in pair.subjects]
         k = self.config.response_positions
         for chat in chats:

@@ -103,11 +103,12 @@ class CrossModelPatching(Explainer):
                         f"This {subject.adapter.name} model has no {component!r} point to patch.",
                         "Leave it out of patching.components.",
                     )
-        self._chats(pair, prompts)  # an empty or too long prompt fails now
+        # an empty or too long prompt fails now, before any work
+        encode_chats(pair.tuned, prompts, self._reader(pair))
         return [prompt.id for prompt in prompts]
 
-    def _chats(self, pair, prompts: Sequence[PromptRecord]) -> list[Chat]:
-        return encode_chats(pair.tuned, prompts, reader(pair.tokenizer, self.config.chat_template))
+    def _reader(self, pair):
+        return reader(pair.tokenizer, self.config.chat_template)
 
     def _layers(self, n_layers: int) -> list[int]:
         return list(range(n_layers)) if self.config.layers is None else list(self.config.layers)
@@ -115,9 +116,8 @@ class CrossModelPatching(Explainer):
     def explain(
         self, pair, keys: Sequence[str], prompts: Sequence[PromptRecord]
     ) -> Iterator[tuple[str, Explanation]]:
-        by_id = {prompt.id: prompt for prompt in prompts}
-        tokenizer = reader(pair.tokenizer, self.config.chat_template)
-        for chat in self._chats(pair, [by_id[key] for key in keys]):
+        tokenizer = self._reader(pair)
+        for chat in encode_chats(pair.tuned, prompts, tokenizer, keys):
             respond(pair.tuned, chat, self.config.max_new_tokens, tokenizer)
             yield chat.prompt.id, self._patch(pair, chat)
 

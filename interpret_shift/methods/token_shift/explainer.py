@@ -56,9 +56,8 @@ class TokenShiftExplainer(Explainer):
     def explain(
         self, pair, keys: Sequence[str], prompts: Sequence[PromptRecord]
     ) -> Iterator[tuple[str, Explanation]]:
-        by_id = {prompt.id: prompt for prompt in prompts}
         # Tokenize and check every prompt first, so that a bad one fails before any work.
-        chats = encode_chats(pair.tuned, [by_id[key] for key in keys], pair.tokenizer)
+        chats = encode_chats(pair.tuned, prompts, pair.tokenizer, keys)
         for chat in chats:
             respond(pair.tuned, chat, self.config.max_new_tokens, pair.tokenizer)
             base, tuned = (response_logits(s.model, chat) for s in pair.subjects)
