@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from demo_chat import TEMPLATE
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -22,7 +23,6 @@ from interpret_shift import demo
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "train_demo_pair.py"
 MAX_BYTES = 25 * 1024 * 1024
-TEMPLATE = "### Instruction:\n{}\n### Response:\n"
 # Every phrasing of a task names it with one of these words.
 TASK_WORDS = {
     "before": ("before each", "in front", "before every"),

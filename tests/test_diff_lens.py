@@ -12,6 +12,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from demo_chat import demo_chat_ids
 from tiny import tiny_model, tiny_tokenizer
 
 from interpret_shift import demo
@@ -45,14 +46,6 @@ def run(pair, prompts, **options):
 def analyse(records, **options):
     return {m.name: m.compute(records, DiffContext("diff-lens", {**m.options, **options}))
             for m in DIFF_METRICS}  # fmt: skip
-
-
-def chat(tokenizer, prompt):
-    """The ids the pair reads: demo:tuned's template written out by hand; demo:base has none."""
-    if not tokenizer.chat_template:
-        return tokenizer(prompt.prompt).input_ids
-    text = f"### Instruction:\n{prompt.prompt}\n### Response:\n"
-    return tokenizer(text, add_special_tokens=False).input_ids
 
 
 @torch.no_grad()
@@ -100,7 +93,7 @@ def test_equals_the_hidden_states(models):
     prompts = GIVEN[:1] + ASKED[:1]
     records = run(Pair(base, tuned), prompts, response_positions=k, top_k=top)
     for prompt in prompts:
-        record, ids = records[prompt.id], chat(tuned.tokenizer, prompt)
+        record, ids = records[prompt.id], demo_chat_ids(tuned.tokenizer, prompt)
         assert ids[0] != tuned.tokenizer.bos_token_id  # no BOS to skip: all prompt positions
         if prompt.response is None:  # the slow greedy: a full forward per new token
             response = []
@@ -160,7 +153,7 @@ def planted(base, token: int, prompts, scale: float = 20.0) -> Subject:
     model = copy.deepcopy(base.model)
     assert model.lm_head.weight is model.model.embed_tokens.weight
     with torch.no_grad():
-        states = torch.cat([base.model.model(torch.tensor([chat(base.tokenizer, p)]))
+        states = torch.cat([base.model.model(torch.tensor([demo_chat_ids(base.tokenizer, p)]))
                             .last_hidden_state[0] for p in prompts])  # fmt: skip
         direction = states.mean(0) / states.mean(0).norm()
         row = model.lm_head.weight[token]

@@ -11,6 +11,7 @@ import re
 
 import pytest
 import torch
+from demo_chat import demo_chat_ids
 
 from interpret_shift import demo
 from interpret_shift.core.method import DiffContext
@@ -44,14 +45,6 @@ def analyse(records, **options):
             for m in DIFF_METRICS}  # fmt: skip
 
 
-def chat(tokenizer, prompt):
-    """The ids the pair reads: demo:tuned's template written out by hand; demo:base has none."""
-    if not tokenizer.chat_template:
-        return tokenizer(prompt.prompt).input_ids
-    text = f"### Instruction:\n{prompt.prompt}\n### Response:\n"
-    return tokenizer(text, add_special_tokens=False).input_ids
-
-
 @torch.no_grad()
 def last_logits(model, ids):
     return model(torch.tensor([ids])).logits[0, -1].float()
@@ -78,7 +71,7 @@ def test_equals_one_prefix_at_a_time(models):
     base, tuned = models
     records = run(Pair(base, tuned), GIVEN[:1] + ASKED[:1], max_new_tokens=5)
     for prompt in GIVEN[:1] + ASKED[:1]:
-        record, ids = records[prompt.id], chat(tuned.tokenizer, prompt)
+        record, ids = records[prompt.id], demo_chat_ids(tuned.tokenizer, prompt)
         if prompt.response is None:  # the slow greedy: a full forward per new token
             response = []
             for _ in range(5):
@@ -120,7 +113,7 @@ def planted(base, token: int, prompts, scale: float = 20.0) -> Subject:
     model = copy.deepcopy(base.model)
     assert model.lm_head.weight is model.model.embed_tokens.weight
     with torch.no_grad():
-        states = torch.cat([base.model.model(torch.tensor([chat(base.tokenizer, p)]))
+        states = torch.cat([base.model.model(torch.tensor([demo_chat_ids(base.tokenizer, p)]))
                             .last_hidden_state[0] for p in prompts])  # fmt: skip
         direction = states.mean(0) / states.mean(0).norm()
         row = model.lm_head.weight[token]
