@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from interpret_shift.errors import InputError
@@ -18,6 +18,22 @@ from interpret_shift.errors import InputError
 def at_least(low: float) -> dict[str, float]:
     """Field metadata: the option must be a number >= ``low`` (None passes when allowed)."""
     return {"min": low}
+
+
+def chosen_layers(
+    owner: str, layers: Sequence[int] | None, n_layers: int, pair: bool = False
+) -> list[int]:
+    """The layers an explainer's ``layers`` option names (None: all of them), each checked
+    to exist in the model (or in both models of a ``pair``)."""
+    chosen = list(range(n_layers)) if layers is None else list(layers)
+    bad = [layer for layer in chosen if not 0 <= layer < n_layers]
+    if bad:
+        raise InputError(
+            f"{owner}.layers names layer {bad[0]}, which does not exist: the "
+            f"{'models have' if pair else 'model has'} {n_layers} layers.",
+            f"Choose layers between 0 and {n_layers - 1}.",
+        )
+    return chosen
 
 
 def checked(owner: str, config_cls: type, options: Mapping[str, Any]) -> Any:

@@ -11,8 +11,8 @@ from typing import Any
 
 from interpret_shift.core.explainer import Explainer
 from interpret_shift.core.files import path_identity
+from interpret_shift.core.options import chosen_layers
 from interpret_shift.core.resources import Resources
-from interpret_shift.errors import InputError
 from interpret_shift.lexicon.words import WordList
 
 
@@ -36,15 +36,7 @@ class LayerExplainer(Explainer):
         self.word_list = word_list
 
     def items(self, subject, prompts: Sequence = ()) -> list[str]:
-        n_layers = subject.weights.layout.n_layers
-        layers = range(n_layers) if self.config.layers is None else self.config.layers
-        bad = [layer for layer in layers if not 0 <= layer < n_layers]
-        if bad:
-            raise InputError(
-                f"{self.name}.layers names layer {bad[0]}, which does not exist: the model has "
-                f"{n_layers} layers.",
-                f"Choose layers between 0 and {n_layers - 1}.",
-            )
+        layers = chosen_layers(self.name, self.config.layers, subject.weights.layout.n_layers)
         return [f"layer.{layer}" for layer in layers]
 
     def item_inputs(self, subject, key: str, prompt=None) -> dict[str, Any]:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from interpret_shift.core.explainer import Explainer
-from interpret_shift.core.options import at_least
+from interpret_shift.core.options import at_least, chosen_layers
 from interpret_shift.core.prompts import PromptRecord
 from interpret_shift.core.records import Explanation
 from interpret_shift.core.responses import Chat, encode_chats, respond
@@ -88,14 +88,7 @@ class CrossModelPatching(Explainer):
         """The prompts; refuses, before any work, a pair whose activations cannot be swapped."""
         base, tuned = pair.subjects
         _check_pair(base, tuned)
-        n_layers = base.layout.n_layers
-        bad = [layer for layer in self._layers(n_layers) if not 0 <= layer < n_layers]
-        if bad:
-            raise InputError(
-                f"patching.layers names layer {bad[0]}, which does not exist: the models have "
-                f"{n_layers} layers.",
-                f"Choose layers between 0 and {n_layers - 1}.",
-            )
+        self._layers(base.layout.n_layers)  # a layer that does not exist fails now
         for component in self.config.components:
             for subject in (base, tuned):
                 if subject.layout.entry(component, 0) is None:
@@ -111,7 +104,7 @@ class CrossModelPatching(Explainer):
         return reader(pair.tokenizer, self.config.chat_template)
 
     def _layers(self, n_layers: int) -> list[int]:
-        return list(range(n_layers)) if self.config.layers is None else list(self.config.layers)
+        return chosen_layers(self.name, self.config.layers, n_layers, pair=True)
 
     def explain(
         self, pair, keys: Sequence[str], prompts: Sequence[PromptRecord]

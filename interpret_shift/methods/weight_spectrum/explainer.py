@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from interpret_shift.core.explainer import Explainer
 from interpret_shift.core.linalg import principal_angles
-from interpret_shift.core.options import at_least
+from interpret_shift.core.options import at_least, chosen_layers
 from interpret_shift.core.records import Explanation
 from interpret_shift.errors import InputError
 from interpret_shift.methods.weight_spectrum.spectrum import (
@@ -82,14 +82,7 @@ class WeightSpectrum(Explainer):
                 "change needs one architecture.",
                 "Compare a model with its own tuned version.",
             )
-        layers = range(n_layers) if self.config.layers is None else self.config.layers
-        bad = [layer for layer in layers if not 0 <= layer < n_layers]
-        if bad:
-            raise InputError(
-                f"weight-spectrum.layers names layer {bad[0]}, which does not exist: the "
-                f"models have {n_layers} layers.",
-                f"Choose layers between 0 and {n_layers - 1}.",
-            )
+        layers = chosen_layers(self.name, self.config.layers, n_layers, pair=True)
         return [f"layer.{layer}" for layer in layers]
 
     def explain(
