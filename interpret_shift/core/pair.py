@@ -19,6 +19,13 @@ from typing import Any
 SIDES = ("base", "tuned")
 
 
+def shape(subject) -> tuple[str, int, int | None]:
+    """What must agree for two models' activations to mean the same thing: the adapter,
+    the number of layers and the width of the residual stream."""
+    width = getattr(subject.model.config, "hidden_size", None)
+    return subject.adapter.name, subject.layout.n_layers, width
+
+
 @dataclass
 class Pair:
     """Two subjects, base and tuned. ``tokenizer`` is the tuned model's: pair methods feed

@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from interpret_shift.core.pair import shape
 from interpret_shift.errors import InputError, ModelLoadError
 
 
@@ -53,7 +54,7 @@ def _describe(subject) -> str:
 
 def check_pair(base, tuned) -> None:
     """Two models that can be compared: one architecture and shape, one vocabulary."""
-    if _shape(base) != _shape(tuned):
+    if shape(base) != shape(tuned):
         raise ModelLoadError(
             f"The two models have different architectures or shapes: base {_describe(base)}, "
             f"tuned {_describe(tuned)}.",
@@ -68,8 +69,3 @@ def check_pair(base, tuned) -> None:
             "Per-token comparisons need one vocabulary: compare a model with its own "
             "tuned version.",
         )
-
-
-def _shape(subject) -> tuple:
-    width = getattr(subject.model.config, "hidden_size", None)
-    return subject.adapter.name, subject.layout.n_layers, width

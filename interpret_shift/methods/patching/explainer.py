@@ -26,6 +26,7 @@ import torch
 
 from interpret_shift.core.explainer import Explainer
 from interpret_shift.core.options import at_least, chosen_layers
+from interpret_shift.core.pair import shape
 from interpret_shift.core.prompts import PromptRecord
 from interpret_shift.core.records import Explanation
 from interpret_shift.core.responses import Chat, encode_chats, respond
@@ -198,8 +199,7 @@ def _check_pair(base, tuned) -> None:
             "Cross-model patching needs one tokenizer, but the two models' vocabularies differ.",
             "Compare a model with its own tuned version, or leave patching out of --explainers.",
         )
-    shapes = [(s.adapter.name, s.layout.n_layers, getattr(s.model.config, "hidden_size", None))
-              for s in (base, tuned)]  # fmt: skip
+    shapes = [shape(base), shape(tuned)]
     if shapes[0] != shapes[1]:
         raise InputError(
             f"Cross-model patching needs one architecture and shape: base {shapes[0]}, tuned "
