@@ -206,6 +206,10 @@ def test_pairs_and_options_it_cannot_use_are_refused_before_work(pair):
     other = Pair(pair.base, dataclasses.replace(pair.tuned, tokenizer=tokenizer))
     with pytest.raises(InputError, match="one tokenizer"):
         CrossModelPatching().items(other, PROMPTS)
+    shallow = AutoModelForCausalLM.from_config(tiny_config("llama")).eval()  # 2 layers, not 4
+    deeper = Pair(pair.base, Subject.from_model(shallow, pair.base.tokenizer, source="shallow"))
+    with pytest.raises(InputError, match=r"one architecture and shape: base \('llama', 4"):
+        CrossModelPatching().items(deeper, PROMPTS)
     with pytest.raises(InputError, match="unknown component"):
         CrossModelPatching(components=["mlp.in"])
     with pytest.raises(InputError, match="layer 9"):
